@@ -1,0 +1,295 @@
+"""SAM 2 reference memories and memory-conditioned decoding, batched.
+
+This drives SAM 2's own modules (``track_step``, ``_encode_new_memory``) exactly the way
+``SAM2VideoPredictor`` does when it is given masks on frames ``0..k-1`` and propagates to
+frame ``k`` (see DESIGN.md §4), but:
+
+* target slices and labels are decoded together in batches, each batch element carrying its
+  own ``k`` reference memories;
+* image features are computed once per slice and reused for every label;
+* reference memories are cached by (model id, content hash) in a :class:`MemoryBank`.
+
+Reference frames ``0..k-1`` are all conditioning frames (temporal position 0). In SAM 2.1 the
+object pointers carry the signed frame distance, so the order matters: ``order="nearest"``
+places the most similar reference at frame ``k-1``, next to the target.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cache
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+
+from rafss_core.segmentation.volume import image_to_model, mask_to_model
+
+if TYPE_CHECKING:
+    import torch
+
+log = logging.getLogger(__name__)
+
+ReferenceOrder = Literal["nearest", "farthest"]
+
+
+@dataclass(frozen=True)
+class ReferenceMemory:
+    """One (reference slice, label) memory: what SAM 2 keeps for a conditioning frame."""
+
+    maskmem_features: torch.Tensor  # (1, C_mem, h, w), bfloat16 as SAM 2 stores it
+    obj_ptr: torch.Tensor  # (1, C)
+    object_score_logits: torch.Tensor  # (1, 1); < 0 means "label absent on this reference"
+
+
+@dataclass
+class ImageFeatures:
+    """SAM 2 backbone features for N slices, flattened as SAM 2 uses them: (HW, N, C)."""
+
+    vision_feats: list[torch.Tensor]
+    vision_pos_embeds: list[torch.Tensor]
+    feat_sizes: list[tuple[int, int]]
+
+    def take(self, index: Sequence[int]) -> tuple[list, list, list]:
+        import torch
+
+        idx = torch.as_tensor(list(index), dtype=torch.long, device=self.vision_feats[0].device)
+        feats = [f.index_select(1, idx) for f in self.vision_feats]
+        pos = [p.index_select(1, idx) for p in self.vision_pos_embeds]
+        return feats, pos, self.feat_sizes
+
+
+def content_key(model_id: str, image: np.ndarray, mask: np.ndarray) -> str:
+    """Cache key of a reference memory: model id + hash of the image and binary mask."""
+    h = hashlib.sha256(model_id.encode())
+    for a in (np.ascontiguousarray(image, dtype=np.float32), np.ascontiguousarray(mask, bool)):
+        h.update(str(a.shape).encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+class MemoryBank:
+    """LRU cache of reference memories (bfloat16 spatial memory: 0.5 MB each at 1024 px)."""
+
+    def __init__(self, capacity: int = 4096) -> None:
+        self.capacity = capacity
+        self._items: OrderedDict[str, ReferenceMemory] = OrderedDict()
+        self.hits = 0
+        self.misses = 0
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._items
+
+    def get(self, key: str) -> ReferenceMemory | None:
+        mem = self._items.get(key)
+        if mem is None:
+            self.misses += 1
+            return None
+        self.hits += 1
+        self._items.move_to_end(key)
+        return mem
+
+    def put(self, key: str, memory: ReferenceMemory) -> None:
+        self._items[key] = memory
+        self._items.move_to_end(key)
+        while len(self._items) > self.capacity:
+            self._items.popitem(last=False)
+
+
+@cache
+def _hole_filling_available() -> bool:
+    try:
+        from sam2 import _C  # noqa: F401  (SAM 2's CUDA connected-components kernel)
+    except ImportError:
+        log.info("sam2._C is not built: SAM 2 hole filling is skipped, as SAM 2 itself does")
+        return False
+    return True
+
+
+def _fill_holes(model: Any, low_res_masks: torch.Tensor) -> torch.Tensor:
+    """SAM 2's own small-hole filling, applied where SAM 2's predictor applies it."""
+    area = int(getattr(model, "fill_hole_area", 0))
+    if area <= 0 or not _hole_filling_available():
+        return low_res_masks
+    from sam2.utils.misc import fill_holes_in_mask_scores
+
+    return fill_holes_in_mask_scores(low_res_masks, area)
+
+
+@dataclass
+class DecodeOutput:
+    """Low-resolution mask logits (B, 1, s/4, s/4) and object scores (B,) for a batch."""
+
+    low_res_logits: torch.Tensor
+    object_scores: torch.Tensor
+    step_outputs: dict[str, Any] | None = None  # kept only when propagation needs it
+
+
+class MemoryDecoder:
+    """Reference memories and memory-conditioned decoding on one SAM 2 model."""
+
+    def __init__(self, sam: Any, model_id: str, bank: MemoryBank | None = None,
+                 batch_size: int = 8) -> None:
+        self.sam = sam
+        self.model_id = model_id
+        self.bank = bank if bank is not None else MemoryBank()
+        self.batch_size = batch_size
+        self._maskmem_pos_enc: list[torch.Tensor] | None = None
+
+    @property
+    def image_size(self) -> int:
+        return int(self.sam.image_size)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.sam.parameters()).device
+
+    # ---------------------------------------------------------------- image features
+
+    def image_features(self, slices: np.ndarray) -> ImageFeatures:
+        """Backbone features for ``(N, H, W)`` slices in [0, 1], batched."""
+        import torch
+
+        parts: list[tuple[list, list, list]] = []
+        with torch.inference_mode():
+            for start in range(0, len(slices), self.batch_size):
+                x = image_to_model(slices[start : start + self.batch_size], self.image_size)
+                backbone_out = self.sam.forward_image(x.to(self.device))
+                _, feats, pos, sizes = self.sam._prepare_backbone_features(backbone_out)
+                parts.append((feats, pos, sizes))
+        levels = len(parts[0][0])
+        return ImageFeatures(
+            vision_feats=[torch.cat([p[0][i] for p in parts], dim=1) for i in range(levels)],
+            vision_pos_embeds=[torch.cat([p[1][i] for p in parts], dim=1) for i in range(levels)],
+            feat_sizes=parts[0][2],
+        )
+
+    # ---------------------------------------------------------------- reference memories
+
+    def reference_memories(
+        self, images: np.ndarray, masks: np.ndarray
+    ) -> list[ReferenceMemory]:
+        """Memories for ``(R, H, W)`` reference images with ``(R, H, W)`` binary masks.
+
+        An empty mask is kept: it encodes "object absent" and suppresses false positives.
+        Cached memories are reused; only the missing ones run the image encoder.
+        """
+        keys = [content_key(self.model_id, im, m) for im, m in zip(images, masks, strict=True)]
+        missing = [i for i, key in enumerate(keys) if key not in self.bank]
+        for start in range(0, len(missing), self.batch_size):
+            chunk = missing[start : start + self.batch_size]
+            for i, mem in zip(chunk, self._encode_references(images[chunk], masks[chunk]),
+                              strict=True):
+                self.bank.put(keys[i], mem)
+        out = []
+        for key in keys:
+            mem = self.bank.get(key)
+            assert mem is not None, "memory bank capacity is smaller than one decode batch"
+            out.append(mem)
+        return out
+
+    def _encode_references(self, images: np.ndarray, masks: np.ndarray) -> list[ReferenceMemory]:
+        import torch
+        import torch.nn.functional as F
+
+        sam = self.sam
+        with torch.inference_mode():
+            feats = self.image_features(images)
+            mask_inputs = mask_to_model(masks.astype(np.float32), self.image_size).to(self.device)
+            # 1) the mask is the output (use_mask_input_as_output_without_sam), as add_new_mask
+            out = sam.track_step(
+                frame_idx=0, is_init_cond_frame=True,
+                current_vision_feats=feats.vision_feats,
+                current_vision_pos_embeds=feats.vision_pos_embeds,
+                feat_sizes=feats.feat_sizes, point_inputs=None, mask_inputs=mask_inputs,
+                output_dict={"cond_frame_outputs": {}, "non_cond_frame_outputs": {}},
+                num_frames=1, run_mem_encoder=False,
+            )
+            # 2) the memory encoder on the consolidated low-res mask, as propagate_in_video
+            low_res = _fill_holes(sam, out["pred_masks"])
+            high_res = F.interpolate(low_res, size=(self.image_size, self.image_size),
+                                     mode="bilinear", align_corners=False)
+            maskmem, pos_enc = sam._encode_new_memory(
+                current_vision_feats=feats.vision_feats, feat_sizes=feats.feat_sizes,
+                pred_masks_high_res=high_res,
+                object_score_logits=out["object_score_logits"], is_mask_from_pts=True,
+            )
+            if self._maskmem_pos_enc is None:  # identical for every frame and object
+                self._maskmem_pos_enc = [p[0:1].clone() for p in pos_enc]
+            maskmem = maskmem.to(torch.bfloat16)
+        return [
+            ReferenceMemory(maskmem[i : i + 1], out["obj_ptr"][i : i + 1],
+                            out["object_score_logits"][i : i + 1])
+            for i in range(len(images))
+        ]
+
+    # ---------------------------------------------------------------- target decoding
+
+    def decode(
+        self,
+        features: ImageFeatures,
+        target_index: Sequence[int],
+        memories: Sequence[Sequence[ReferenceMemory]],
+        order: ReferenceOrder = "nearest",
+        previous: dict[str, Any] | None = None,
+        keep_memory: bool = False,
+    ) -> DecodeOutput:
+        """Decode a batch: element ``b`` is target slice ``target_index[b]`` conditioned on
+        ``memories[b]`` (most similar first; all of equal length ``k``).
+
+        ``previous`` is the step output of the previous target slice for the same batch
+        elements; it becomes a non-conditioning memory one frame before the target
+        (inter-slice propagation). ``keep_memory`` encodes this step's own memory for that.
+        """
+        import torch
+
+        sam = self.sam
+        k = len(memories[0])
+        if any(len(m) != k for m in memories) or k == 0:
+            raise ValueError("every batch element needs the same, non-zero number of references")
+        if self._maskmem_pos_enc is None:
+            raise RuntimeError("reference memories must be built before decoding")
+        batch = len(target_index)
+        ranks = range(k)
+        # frame index of each rank: 'nearest' puts rank 0 (most similar) at k-1, next to target
+        frame_of = {r: (k - 1 - r if order == "nearest" else r) for r in ranks}
+        pos_enc = [p.expand(batch, -1, -1, -1) for p in self._maskmem_pos_enc]
+        cond = {
+            frame_of[r]: {
+                "maskmem_features": torch.cat([m[r].maskmem_features for m in memories]),
+                "maskmem_pos_enc": pos_enc,
+                "obj_ptr": torch.cat([m[r].obj_ptr for m in memories]),
+                "object_score_logits": torch.cat([m[r].object_score_logits for m in memories]),
+            }
+            for r in ranks
+        }
+        non_cond: dict[int, Any] = {}
+        frame_idx, num_frames = k, k + 1
+        if previous is not None:
+            non_cond[k] = previous
+            frame_idx, num_frames = k + 1, k + 2
+        feats, pos, sizes = features.take(target_index)
+        with torch.inference_mode():
+            out = sam.track_step(
+                frame_idx=frame_idx, is_init_cond_frame=False,
+                current_vision_feats=feats, current_vision_pos_embeds=pos, feat_sizes=sizes,
+                point_inputs=None, mask_inputs=None,
+                output_dict={"cond_frame_outputs": cond, "non_cond_frame_outputs": non_cond},
+                num_frames=num_frames, run_mem_encoder=keep_memory,
+            )
+            low_res = _fill_holes(sam, out["pred_masks"])
+        step = None
+        if keep_memory:
+            step = {
+                "maskmem_features": out["maskmem_features"].to(torch.bfloat16),
+                "maskmem_pos_enc": pos_enc,
+                "obj_ptr": out["obj_ptr"],
+                "object_score_logits": out["object_score_logits"],
+            }
+        return DecodeOutput(low_res, out["object_score_logits"].reshape(-1), step)

@@ -1,0 +1,96 @@
+"""RAFSS's batched decoder conditions SAM 2 exactly as SAM2VideoPredictor does.
+
+Route A (the peers' route, FS-MedSAM2 / FATE-SAM): ``add_new_mask`` for every label on frames
+0..k-1, then ``propagate_in_video`` from frame k. Route B: ``MemoryDecoder`` with the same
+references, all labels of the target decoded in one batch.
+
+Tolerance: logits agree within ``atol=1e-5`` (measured: ~2e-7) (the routes batch differently, so float sums are
+ordered differently; values are ~O(10)); masks are identical wherever the video-predictor logit
+has magnitude above 1e-4 (that band only absorbs floating-point ties at 0).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from rafss_core.segmentation.memory import MemoryDecoder
+from rafss_core.segmentation.volume import image_to_model, logits_to_source
+
+LOGIT_ATOL = 1e-5
+TIE_BAND = 1e-4
+
+
+def _video_route(sam, images, ref_labels, labels, monkeypatch):
+    import sam2.sam2_video_predictor as svp
+
+    k = len(ref_labels)
+    h, w = images.shape[1:]
+    frames = image_to_model(images, sam.image_size)
+    monkeypatch.setattr(svp, "load_video_frames", lambda **_: (frames, h, w))
+    state = sam.init_state(video_path="<in-memory>")
+    for j in range(k):
+        for lab in labels:
+            sam.add_new_mask(state, frame_idx=j, obj_id=int(lab), mask=ref_labels[j] == lab)
+    results = {}
+    for frame_idx, obj_ids, masks in sam.propagate_in_video(state, start_frame_idx=k):
+        results[frame_idx] = (list(obj_ids), masks[:, 0].float().cpu().numpy())
+    return results[k]
+
+
+@pytest.mark.parametrize("k", [1, 3])
+def test_decoder_matches_sam2_video_predictor(tiny_models, synthetic_case, k, monkeypatch):
+    sam = tiny_models.sam
+    images, label_maps = synthetic_case
+    target = images[-1]
+    refs = images[:k][::-1]  # rank 0 = most similar, placed nearest the target
+    ref_labels = label_maps[:k][::-1]
+    labels = [1, 2, 3]
+
+    # Route A: video frames 0..k-1 hold ranks k-1..0 (rank 0 at frame k-1)
+    video_images = np.concatenate([refs[::-1], target[None]])
+    obj_ids, video_logits = _video_route(sam, video_images, ref_labels[::-1], labels, monkeypatch)
+    assert obj_ids == labels
+
+    # Route B: RAFSS
+    dec = MemoryDecoder(sam, tiny_models.sam_id)
+    mems = {
+        lab: dec.reference_memories(refs, (ref_labels == lab)) for lab in labels
+    }
+    feats = dec.image_features(target[None])
+    out = dec.decode(feats, [0] * len(labels), [mems[lab] for lab in labels], order="nearest")
+    ours = logits_to_source(out.low_res_logits, target.shape)[:, 0].float().numpy()
+
+    assert ours.shape == video_logits.shape
+    np.testing.assert_allclose(ours, video_logits, atol=LOGIT_ATOL, rtol=0)
+    decided = np.abs(video_logits) > TIE_BAND
+    assert np.array_equal((ours > 0)[decided], (video_logits > 0)[decided])
+    # the check is not vacuous: predictions are non-trivial and logits vary
+    assert decided.mean() > 0.99
+    assert (video_logits > 0).any() and (video_logits < 0).any()
+    print(f"k={k} max |logit diff| = {np.abs(ours - video_logits).max():.2e}")
+
+
+def test_reference_order_changes_the_result(tiny_models, synthetic_case):
+    """Object pointers carry the signed frame distance in SAM 2.1: order is not ignored."""
+    images, label_maps = synthetic_case
+    dec = MemoryDecoder(tiny_models.sam, tiny_models.sam_id)
+    mems = dec.reference_memories(images[:3], label_maps[:3] == 1)
+    feats = dec.image_features(images[-1:])
+    a = dec.decode(feats, [0], [mems], order="nearest").low_res_logits
+    b = dec.decode(feats, [0], [mems], order="farthest").low_res_logits
+    assert not torch.allclose(a, b)
+
+
+def test_memory_bank_reuses_reference_memories(tiny_models, synthetic_case):
+    images, label_maps = synthetic_case
+    dec = MemoryDecoder(tiny_models.sam, tiny_models.sam_id)
+    first = dec.reference_memories(images[:2], label_maps[:2] == 2)
+    assert len(dec.bank) == 2
+    again = dec.reference_memories(images[:2], label_maps[:2] == 2)
+    assert dec.bank.hits >= 2
+    assert all(x is y for x, y in zip(first, again, strict=True))
+    empty = dec.reference_memories(images[:1], np.zeros_like(label_maps[:1], dtype=bool))
+    assert float(empty[0].object_score_logits) < 0  # "absent" reference
+    assert float(first[0].object_score_logits) > 0
