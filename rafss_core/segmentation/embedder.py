@@ -22,6 +22,7 @@ class SliceEmbedder:
     """
 
     model: Any  # transformers Dinov2Model
+    model_id: str
     image_size: int = 224
     pooling: Pooling = "cls"
     batch_size: int = 32
@@ -34,8 +35,7 @@ class SliceEmbedder:
     @property
     def embedder_id(self) -> str:
         """Identifies the vector space: model, input size and pooling."""
-        name = getattr(self.model, "rafss_id", type(self.model).__name__)
-        return f"{name}|{self.image_size}|{self.pooling}"
+        return f"{self.model_id}|{self.image_size}|{self.pooling}"
 
     def _batches(self, slices: np.ndarray) -> Iterator[np.ndarray]:
         for start in range(0, len(slices), self.batch_size):

@@ -23,6 +23,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import torch
 
+    from rafss_core.segmentation.embedder import SliceEmbedder
+
 log = logging.getLogger(__name__)
 
 TINY_RANDOM = "tiny-random"
@@ -326,9 +328,13 @@ class ModelBundle:
     def sam_image_size(self) -> int:
         return int(self.sam.image_size)
 
-    @property
-    def dino_image_size(self) -> int:
-        return int(self.dino.config.image_size) if self.weights == "random" else 224
+    def embedder(self, pooling: str = "cls", image_size: int | None = None) -> SliceEmbedder:
+        """The slice embedder on this bundle's DINOv2 (224 px unless told; tiny: 112)."""
+        from rafss_core.segmentation.embedder import SliceEmbedder
+
+        size = image_size or (int(self.dino.config.image_size) if self.weights == "random"
+                              else 224)
+        return SliceEmbedder(self.dino, self.dino_id, size, pooling)  # type: ignore[arg-type]
 
     @property
     def device(self) -> torch.device:

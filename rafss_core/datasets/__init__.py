@@ -1,0 +1,1 @@
+"""Research data formats: NIfTI volumes and nnU-Net-style datasets (not DICOM)."""

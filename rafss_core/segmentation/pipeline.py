@@ -1,0 +1,221 @@
+"""``segment(volume, references, models, k=...) -> LabelMap``: retrieval-augmented segmentation.
+
+1. Scale the volume to [0, 1] with its modality's intensity profile.
+2. Embed every slice with DINOv2 and retrieve the top-k reference slices per target slice.
+3. Build (or reuse) SAM 2 memories for each retrieved (reference slice, label).
+4. Decode all (target slice, label) pairs in batches; combine labels by per-pixel argmax over
+   the logits, background where every logit is below 0.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from rafss_core.segmentation.embedder import SliceEmbedder
+from rafss_core.segmentation.memory import MemoryDecoder, ReferenceMemory, ReferenceOrder
+from rafss_core.segmentation.models import ModelBundle
+from rafss_core.segmentation.retrieval import (
+    ExactIndex,
+    Neighbours,
+    ReferenceLibrary,
+    ReferenceSlice,
+)
+from rafss_core.segmentation.volume import (
+    IntensityProfile,
+    Volume,
+    logits_to_source,
+    normalise,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class LabelMap:
+    """A label map on its source volume's geometry, with per-slice confidence signals."""
+
+    volume: Volume  # geometry of the source; ``volume.array`` holds the label values
+    labels: dict[int, str]
+    slice_similarity: np.ndarray  # (Z,) best retrieval cosine similarity per slice
+    object_scores: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))  # (Z, L)
+
+    @property
+    def array(self) -> np.ndarray:
+        return self.volume.array
+
+
+@dataclass
+class SegmentOptions:
+    k: int = 4
+    order: ReferenceOrder = "nearest"
+    propagate: bool = False  # previous target slice as a non-conditioning memory
+    slice_chunk: int = 8  # slices whose image features are held at once
+    progress: bool = False
+
+
+def reference_slices(
+    case_id: str, volume: Volume, labels: np.ndarray, profile: IntensityProfile | None = None
+) -> list[ReferenceSlice]:
+    """Every slice of an annotated volume as a reference (empty slices included)."""
+    if labels.shape != volume.shape:
+        raise ValueError(f"{case_id}: labels {labels.shape} != image {volume.shape}")
+    image = normalise(volume, profile)
+    return [
+        ReferenceSlice(f"{case_id}#{z}", image[z], labels[z].astype(np.int16))
+        for z in range(volume.num_slices)
+    ]
+
+
+def build_library(slices: Sequence[ReferenceSlice], embedder: SliceEmbedder,
+                  progress: bool = False) -> ReferenceLibrary:
+    """Embed reference slices into an exact in-memory index."""
+    if not slices:
+        raise ValueError("no reference slices: import and approve references first")
+    emb = embedder.embed(_stack_resized([s.image for s in slices]), progress=progress)
+    return ReferenceLibrary({s.key: s for s in slices}, ExactIndex([s.key for s in slices], emb))
+
+
+def _stack_resized(images: Sequence[np.ndarray]) -> np.ndarray:
+    """Stack 2D images; differing shapes are resampled to the first image's shape."""
+    shape = images[0].shape
+    if all(im.shape == shape for im in images):
+        return np.stack(images)
+    import torch
+    import torch.nn.functional as F
+
+    out = []
+    for im in images:
+        if im.shape != shape:
+            t = torch.as_tensor(im, dtype=torch.float32)[None, None]
+            im = F.interpolate(t, size=shape, mode="bilinear", align_corners=False)[0, 0].numpy()
+        out.append(im)
+    return np.stack(out)
+
+
+def _label_values(library: ReferenceLibrary, labels: Iterable[int] | None) -> list[int]:
+    if labels is not None:
+        values = sorted({int(v) for v in labels if int(v) != 0})
+    else:
+        values = sorted({int(v) for s in library.slices.values() for v in np.unique(s.labels)} - {0})
+    if not values:
+        raise ValueError("no foreground labels in the references")
+    return values
+
+
+def retrieve(slices: np.ndarray, library: ReferenceLibrary, embedder: SliceEmbedder, k: int,
+             progress: bool = False) -> Neighbours:
+    return library.index.search(embedder.embed(slices, progress=progress), k)
+
+
+def segment(
+    volume: Volume,
+    references: ReferenceLibrary,
+    models: ModelBundle,
+    k: int = 4,
+    labels: Iterable[int] | None = None,
+    label_names: dict[int, str] | None = None,
+    options: SegmentOptions | None = None,
+    decoder: MemoryDecoder | None = None,
+    embedder: SliceEmbedder | None = None,
+    profile: IntensityProfile | None = None,
+) -> LabelMap:
+    """Segment every slice of ``volume`` from its top-k retrieved references."""
+    import torch
+    from tqdm import tqdm
+
+    opts = options or SegmentOptions(k=k)
+    embedder = embedder or models.embedder()
+    decoder = decoder or MemoryDecoder(models.sam, models.sam_id)
+    values = _label_values(references, labels)
+    slices = normalise(volume, profile)
+    neighbours = retrieve(slices, references, embedder, opts.k, opts.progress)
+
+    memories = _memories(decoder, references, neighbours, values)
+    z_count, h, w = slices.shape
+    best = np.full((z_count, h, w), -np.inf, dtype=np.float32)
+    label_map = np.zeros((z_count, h, w), dtype=np.uint16)
+    scores = np.zeros((z_count, len(values)), dtype=np.float32)
+
+    def take(zs: Sequence[int], out_logits: torch.Tensor, obj: torch.Tensor,
+             pairs: Sequence[tuple[int, int]]) -> None:
+        logits = logits_to_source(out_logits, (h, w))[:, 0].float().cpu().numpy()
+        for (z, li), lg, s in zip(pairs, logits, obj.float().cpu().numpy(), strict=True):
+            scores[z, li] = s
+            win = (lg > best[z]) & (lg >= 0)  # strict '>' keeps the first label on ties
+            label_map[z][win] = values[li]
+            best[z] = np.maximum(best[z], lg)
+
+    bar = tqdm(total=z_count, desc="segment slices", unit="slice", disable=not opts.progress)
+    previous = None
+    for start in range(0, z_count, opts.slice_chunk):
+        zs = list(range(start, min(start + opts.slice_chunk, z_count)))
+        feats = decoder.image_features(slices[zs])
+        if opts.propagate:  # sequential in z, batched over labels
+            for local, z in enumerate(zs):
+                pairs = [(z, li) for li in range(len(values))]
+                mems = [[memories[(key, values[li])] for key in neighbours.keys[z]]
+                        for _, li in pairs]
+                out = decoder.decode(feats, [local] * len(pairs), mems, opts.order,
+                                     previous=previous, keep_memory=True)
+                previous = out.step_outputs
+                take(zs, out.low_res_logits, out.object_scores, pairs)
+                bar.update(1)
+            continue
+        pairs = [(z, li) for z in zs for li in range(len(values))]
+        for b in range(0, len(pairs), decoder.batch_size):
+            chunk = pairs[b : b + decoder.batch_size]
+            mems = [[memories[(key, values[li])] for key in neighbours.keys[z]] for z, li in chunk]
+            out = decoder.decode(feats, [z - start for z, _ in chunk], mems, opts.order)
+            take(zs, out.low_res_logits, out.object_scores, chunk)
+        bar.update(len(zs))
+    bar.close()
+    names = {v: (label_names or {}).get(v, str(v)) for v in values}
+    return LabelMap(volume.with_array(label_map), names, neighbours.best_similarity, scores)
+
+
+def _memories(decoder: MemoryDecoder, library: ReferenceLibrary, neighbours: Neighbours,
+              values: Sequence[int]) -> dict[tuple[str, int], ReferenceMemory]:
+    keys = sorted({key for row in neighbours.keys for key in row})
+    refs = [library.slices[key] for key in keys]
+    out: dict[tuple[str, int], ReferenceMemory] = {}
+    # group by shape so each encoder batch is one array
+    by_shape: dict[tuple[int, int], list[int]] = {}
+    for i, ref in enumerate(refs):
+        by_shape.setdefault(ref.image.shape, []).append(i)
+    for idx in by_shape.values():
+        images = np.stack([refs[i].image for i in idx])
+        for v in values:
+            masks = np.stack([refs[i].labels == v for i in idx])
+            for i, mem in zip(idx, decoder.reference_memories(images, masks), strict=True):
+                out[(keys[i], v)] = mem
+    return out
+
+
+def label_transfer(
+    volume: Volume,
+    references: ReferenceLibrary,
+    models: ModelBundle,
+    embedder: SliceEmbedder | None = None,
+    profile: IntensityProfile | None = None,
+    label_names: dict[int, str] | None = None,
+) -> LabelMap:
+    """Baseline: copy the top-1 retrieved reference's labels onto each target slice."""
+    import torch
+    import torch.nn.functional as F
+
+    embedder = embedder or models.embedder()
+    slices = normalise(volume, profile)
+    neighbours = retrieve(slices, references, embedder, 1)
+    z_count, h, w = slices.shape
+    out = np.zeros((z_count, h, w), dtype=np.uint16)
+    for z, row in enumerate(neighbours.keys):
+        ref = references.slices[row[0]].labels
+        t = torch.as_tensor(ref.astype(np.float32))[None, None]
+        out[z] = F.interpolate(t, size=(h, w), mode="nearest-exact")[0, 0].numpy()
+    values = _label_values(references, None)
+    names = {v: (label_names or {}).get(v, str(v)) for v in values}
+    return LabelMap(volume.with_array(out), names, neighbours.best_similarity)

@@ -1,0 +1,60 @@
+"""Database URL resolution, engines and sessions.
+
+``RAFSS_DATABASE_URL`` wins when set; otherwise an embedded server is started (or reused) under
+``<data_dir>/pg``. Nothing here connects at import time.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+from rafss_core.config import Settings, get_settings
+from rafss_core.store.embedded import embedded_url, to_sqlalchemy_url
+
+PGDATA_SUBDIR = "pg"
+
+
+def resolve_settings(settings_or_data_dir: Settings | Path | str | None = None) -> Settings:
+    if settings_or_data_dir is None:
+        return get_settings()
+    if isinstance(settings_or_data_dir, Settings):
+        return settings_or_data_dir
+    return Settings(data_dir=Path(settings_or_data_dir))
+
+
+def pgdata_dir(data_dir: Path) -> Path:
+    """Where the embedded server keeps its cluster."""
+    return Path(data_dir).expanduser() / PGDATA_SUBDIR
+
+
+def database_url(settings_or_data_dir: Settings | Path | str | None = None) -> str:
+    """The SQLAlchemy URL to use.
+
+    ``RAFSS_DATABASE_URL`` (``Settings.database_url``) when set; otherwise the embedded server
+    under ``<data_dir>/pg`` is started or reused and its Unix-socket URL returned.
+    """
+    settings = resolve_settings(settings_or_data_dir)
+    if settings.database_url:
+        return to_sqlalchemy_url(settings.database_url)
+    return embedded_url(pgdata_dir(settings.data_dir))
+
+
+def make_engine(url: str, **kwargs: object) -> Engine:
+    """An engine for ``url`` (psycopg 3 driver); connects lazily, pings pooled connections."""
+    options: dict[str, object] = {"pool_pre_ping": True, "future": True}
+    options.update(kwargs)
+    return sa.create_engine(to_sqlalchemy_url(url), **options)
+
+
+def session_factory(engine: Engine) -> sessionmaker[Session]:
+    """``with factory.begin() as session: ...`` commits on success, rolls back on error."""
+    return sessionmaker(engine, expire_on_commit=False)
+
+
+def redact_url(url: str) -> str:
+    """The URL with its password hidden, safe to print."""
+    return make_url(url).render_as_string(hide_password=True)
