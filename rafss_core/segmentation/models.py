@@ -181,7 +181,8 @@ class ModelRegistry:
         if digest != entry["sha256"]:
             raise ModelNotFoundError(
                 f"checkpoint for {model_id!r} at {path} changed since import (SHA-256 "
-                f"{digest[:12]} != {entry['sha256'][:12]}); re-run: rafss models import {model_id} ..."
+                f"{digest[:12]} != {entry['sha256'][:12]}); re-run: "
+                f"rafss models import {model_id} ..."
             )
         return path, digest
 
@@ -199,7 +200,7 @@ def _check_format(model_id: str, source: Path) -> None:
 
 
 def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    """Weights only: safetensors, or ``torch.load(weights_only=True)``; unwraps ``{"model": ...}``."""
+    """Weights only: safetensors or ``torch.load(weights_only=True)``; unwraps ``{"model"}``."""
     import torch
 
     if path.suffix == ".safetensors":
@@ -240,8 +241,6 @@ def build_sam2(model_id: str, checkpoint: Path | None, device: str = "cpu",
 
 def dinov2_hub_to_hf(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Map a torch hub DINOv2 ``.pth`` state dict onto transformers' ``Dinov2Model`` names."""
-    import torch
-
     if any(k.startswith("register_tokens") for k in sd):
         raise ModelSpecError("DINOv2 with registers is not supported; use the plain dinov2_vit*14")
     out: dict[str, torch.Tensor] = {}
@@ -296,7 +295,8 @@ def build_dinov2(model_id: str, checkpoint: Path | None, device: str = "cpu") ->
         torch.manual_seed(TINY_SEED)
         return Dinov2Model(Dinov2Config(**TINY_DINOV2)).to(device).eval()
     if checkpoint is None:
-        raise ModelNotFoundError(f"{model_id} needs a checkpoint: rafss models import {model_id} PATH")
+        raise ModelNotFoundError(
+            f"{model_id} needs a checkpoint: rafss models import {model_id} PATH")
     if checkpoint.is_dir():
         model = Dinov2Model.from_pretrained(str(checkpoint), local_files_only=True)
         return model.to(device).eval()

@@ -100,7 +100,8 @@ def _label_values(library: ReferenceLibrary, labels: Iterable[int] | None) -> li
     if labels is not None:
         values = sorted({int(v) for v in labels if int(v) != 0})
     else:
-        values = sorted({int(v) for s in library.slices.values() for v in np.unique(s.labels)} - {0})
+        found = {int(v) for s in library.slices.values() for v in np.unique(s.labels)}
+        values = sorted(found - {0})
     if not values:
         raise ValueError("no foreground labels in the references")
     return values

@@ -153,7 +153,7 @@ CT_WINDOWS: dict[str, Window] = {
 
 
 def profile_for(modality: str, name: str | None = None) -> IntensityProfile:
-    """The intensity profile for a modality: CT windows by name, MR percentile clip, else min-max."""
+    """Intensity profile: CT window (by name), MR percentile clip, otherwise min-max."""
     modality = modality.upper()
     if name:
         if name in CT_WINDOWS:

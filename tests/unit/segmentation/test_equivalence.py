@@ -4,9 +4,10 @@ Route A (the peers' route, FS-MedSAM2 / FATE-SAM): ``add_new_mask`` for every la
 0..k-1, then ``propagate_in_video`` from frame k. Route B: ``MemoryDecoder`` with the same
 references, all labels of the target decoded in one batch.
 
-Tolerance: logits agree within ``atol=1e-5`` (measured: ~2e-7) (the routes batch differently, so float sums are
-ordered differently; values are ~O(10)); masks are identical wherever the video-predictor logit
-has magnitude above 1e-4 (that band only absorbs floating-point ties at 0).
+Tolerance: logits agree within ``atol=1e-5`` (measured: ~2e-7; the routes batch differently,
+so float sums are ordered differently; random-weight logits are ~O(0.1)); masks are identical
+wherever the video-predictor logit has magnitude above 1e-4 (that band only absorbs
+floating-point ties at 0).
 """
 
 from __future__ import annotations
