@@ -41,7 +41,9 @@ def to_sqlalchemy_url(uri: str) -> str:
     for prefix in ("postgresql+psycopg://", "postgresql://", "postgres://"):
         if uri.startswith(prefix):
             return "postgresql+psycopg://" + uri[len(prefix) :]
-    raise ValueError(f"not a PostgreSQL URL: {uri.split('://', 1)[0]}://... (expected postgresql://)")
+    raise ValueError(
+        f"not a PostgreSQL URL: {uri.split('://', 1)[0]}://... (expected postgresql://)"
+    )
 
 
 def embedded_url(pgdata: Path) -> str:

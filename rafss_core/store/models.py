@@ -194,9 +194,7 @@ class AllowedSource(Timestamped, Base):
     series_quiet_seconds: Mapped[int | None] = mapped_column(sa.Integer)
     enabled: Mapped[bool] = mapped_column(sa.Boolean, server_default=sa.true())
 
-    __table_args__ = (
-        sa.UniqueConstraint("ae_title", "ip", postgresql_nulls_not_distinct=True),
-    )
+    __table_args__ = (sa.UniqueConstraint("ae_title", "ip", postgresql_nulls_not_distinct=True),)
 
 
 # --- references -------------------------------------------------------------------------------

@@ -213,10 +213,15 @@ class PgVectorIndex:
                     rows = conn.execute(exact_sql, params).all()
                 keys.append([str(r.id) for r in rows])
                 sims.append([1.0 - float(r.distance) for r in rows])
+        # every query sees the same approved set, so widths agree; truncate defensively in case
+        # a reference was revoked between two queries of this batch
         width = min(len(r) for r in keys)
         if width == 0:
             raise LookupError(self._empty_message())
-        return Neighbours(keys, np.asarray(sims, dtype=np.float32).reshape(len(keys), width))
+        return Neighbours(
+            [r[:width] for r in keys],
+            np.asarray([s[:width] for s in sims], dtype=np.float32).reshape(len(keys), width),
+        )
 
     def explain(self, query: np.ndarray, k: int) -> str:
         """The executed plan of one search (``EXPLAIN ANALYZE``), for operators and tests."""

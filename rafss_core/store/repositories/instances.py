@@ -60,7 +60,9 @@ class RecordedInstance:
     created: bool  # False: this SOPInstanceUID was already recorded (a duplicate)
 
 
-def _insert_or_get(session: Session, model: type, uid_column: str, values: dict[str, object]) -> int:
+def _insert_or_get(
+    session: Session, model: type, uid_column: str, values: dict[str, object]
+) -> int:
     stmt = (
         pg_insert(model)
         .values(**values)
