@@ -355,9 +355,9 @@ def load_models(spec: str | ModelSpec, models_dir: Path | None = None,
         return ModelBundle(sam, dino, "sam2.1-t@256:random-seed0", "dinov2-tiny:random-seed0",
                            "random", str(spec))
     if models_dir is None:
-        from rafss_core.config import get_settings
+        from rafss_core.config import Settings
 
-        models_dir = get_settings().models_dir
+        models_dir = Settings().models_dir
     registry = ModelRegistry.open(models_dir)
     sam_path, sam_sha = registry.resolve(spec.sam)
     dino_path, dino_sha = registry.resolve(spec.dino)

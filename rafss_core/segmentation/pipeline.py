@@ -146,9 +146,7 @@ def segment(
         logits = logits_to_source(out_logits, (h, w))[:, 0].float().cpu().numpy()
         for (z, li), lg, s in zip(pairs, logits, obj.float().cpu().numpy(), strict=True):
             scores[z, li] = s
-            win = (lg > best[z]) & (lg >= 0)  # strict '>' keeps the first label on ties
-            label_map[z][win] = values[li]
-            best[z] = np.maximum(best[z], lg)
+            merge_label_logits(best[z], label_map[z], lg, values[li])
 
     bar = tqdm(total=z_count, desc="segment slices", unit="slice", disable=not opts.progress)
     previous = None
@@ -176,6 +174,19 @@ def segment(
     bar.close()
     names = {v: (label_names or {}).get(v, str(v)) for v in values}
     return LabelMap(volume.with_array(label_map), names, neighbours.best_similarity, scores)
+
+
+def merge_label_logits(best: np.ndarray, label_map: np.ndarray, logits: np.ndarray,
+                       value: int) -> None:
+    """Streaming per-pixel argmax over labels, in place.
+
+    Labels must arrive in order; a pixel takes ``value`` where its logit beats every earlier
+    label's (strictly, so ties keep the first label) and is >= 0. Where every logit is below 0
+    the pixel stays background.
+    """
+    win = (logits > best) & (logits >= 0)
+    label_map[win] = value
+    np.maximum(best, logits, out=best)
 
 
 def _memories(decoder: MemoryDecoder, library: ReferenceLibrary, neighbours: Neighbours,

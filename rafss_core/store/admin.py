@@ -17,8 +17,17 @@ from alembic.script import ScriptDirectory
 
 from rafss_core.config import Settings
 from rafss_core.store.engine import database_url, make_engine, redact_url
+from rafss_core.store.vector import INDEX_PREFIX
 
 MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
+
+
+def include_object(
+    obj: object, name: str | None, type_: str, reflected: bool, compare_to: object
+) -> bool:
+    """Alembic autogenerate filter: the per-dimension HNSW indexes are created at run time
+    (:func:`rafss_core.store.vector.ensure_vector_index`), not by migrations."""
+    return not (type_ == "index" and name is not None and name.startswith(INDEX_PREFIX))
 
 
 def alembic_config() -> Config:
