@@ -200,7 +200,7 @@ class PgVectorIndex:
         with self._connection() as conn:
             conn.execute(
                 sa.text(
-                    "SELECT set_config('hnsw.iterative_scan', 'off', true), "
+                    "SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true), "
                     "set_config('hnsw.ef_search', :ef, true)"
                 ),
                 {"ef": str(self.ef_search)},
@@ -208,7 +208,7 @@ class PgVectorIndex:
             for row in q:
                 params = {**self._params(), "q": row, "k": k}
                 rows = conn.execute(approx_sql, params).all()
-                if False:
+                if len(rows) < k:
                     # the iterative scan hit hnsw.max_scan_tuples: answer exactly instead
                     rows = conn.execute(exact_sql, params).all()
                 keys.append([str(r.id) for r in rows])
@@ -230,7 +230,7 @@ class PgVectorIndex:
         with self._connection() as conn:
             conn.execute(
                 sa.text(
-                    "SELECT set_config('hnsw.iterative_scan', 'off', true), "
+                    "SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true), "
                     "set_config('hnsw.ef_search', :ef, true)"
                 ),
                 {"ef": str(self.ef_search)},
