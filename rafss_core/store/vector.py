@@ -137,6 +137,9 @@ class PgVectorIndex:
         self.embedder_id = embedder_id
         self.ef_search = int(ef_search)
         self._dim = _check_dim(dim) if dim is not None else None
+        # queries answered by the exact fallback (the iterative scan returned < k rows); a
+        # steadily growing count means hnsw.max_scan_tuples is too low for the filter
+        self.exact_fallbacks = 0
 
     @contextmanager
     def _connection(self) -> Iterator[Connection]:
@@ -211,6 +214,7 @@ class PgVectorIndex:
                 if len(rows) < k:
                     # the iterative scan hit hnsw.max_scan_tuples: answer exactly instead
                     rows = conn.execute(exact_sql, params).all()
+                    self.exact_fallbacks += 1
                 keys.append([str(r.id) for r in rows])
                 sims.append([1.0 - float(r.distance) for r in rows])
         # every query sees the same approved set, so widths agree; truncate defensively in case

@@ -20,7 +20,9 @@ REPO = Path(__file__).resolve().parents[3]
 
 
 def test_external_url_wins_and_starts_nothing(tmp_path: Path) -> None:
-    settings = Settings(data_dir=tmp_path, database_url="postgresql://u:secret@db.example:5432/rafss")
+    settings = Settings(
+        data_dir=tmp_path, database_url="postgresql://u:secret@db.example:5432/rafss"
+    )
     assert database_url(settings) == "postgresql+psycopg://u:secret@db.example:5432/rafss"
     assert not pgdata_dir(tmp_path).exists()
 
