@@ -175,32 +175,46 @@ class MemoryDecoder:
     def reference_memories(
         self, images: np.ndarray, masks: np.ndarray
     ) -> list[ReferenceMemory]:
-        """Memories for ``(R, H, W)`` reference images with ``(R, H, W)`` binary masks.
+        """Memories for ``(R, H, W)`` reference images with one ``(R, H, W)`` binary mask each."""
+        return self.label_memories(images, masks[None])[0]
+
+    def label_memories(
+        self, images: np.ndarray, label_masks: np.ndarray
+    ) -> list[list[ReferenceMemory]]:
+        """Memories ``[label][reference]`` for ``(R, H, W)`` images and ``(L, R, H, W)`` masks.
 
         An empty mask is kept: it encodes "object absent" and suppresses false positives.
-        Cached memories are reused; only the missing ones run the image encoder.
+        Cached memories are reused; each missing reference runs the image encoder once for
+        all of its labels.
         """
-        keys = [content_key(self.model_id, im, m) for im, m in zip(images, masks, strict=True)]
-        missing = [i for i, key in enumerate(keys) if key not in self.bank]
+        n_labels, n_refs = label_masks.shape[:2]
+        if n_refs != len(images):
+            raise ValueError(f"{n_refs} masks per label for {len(images)} reference images")
+        keys = [[content_key(self.model_id, images[r], label_masks[li, r])
+                 for r in range(n_refs)] for li in range(n_labels)]
+        missing = [r for r in range(n_refs) if any(keys[li][r] not in self.bank
+                                                     for li in range(n_labels))]
         for start in range(0, len(missing), self.batch_size):
             chunk = missing[start : start + self.batch_size]
-            for i, mem in zip(chunk, self._encode_references(images[chunk], masks[chunk]),
-                              strict=True):
-                self.bank.put(keys[i], mem)
+            feats = self.image_features(images[chunk])
+            for li in range(n_labels):
+                memories = self._encode_references(feats, label_masks[li, chunk])
+                for r, mem in zip(chunk, memories, strict=True):
+                    self.bank.put(keys[li][r], mem)
         out = []
-        for key in keys:
-            mem = self.bank.get(key)
-            assert mem is not None, "memory bank capacity is smaller than one decode batch"
-            out.append(mem)
-        return out
+        for row in keys:
+            mems = [self.bank.get(key) for key in row]
+            if any(m is None for m in mems):
+                raise RuntimeError("memory bank capacity is smaller than one reference batch")
+            out.append(mems)
+        return out  # type: ignore[return-value]
 
-    def _encode_references(self, images: np.ndarray, masks: np.ndarray) -> list[ReferenceMemory]:
+    def _encode_references(self, feats: ImageFeatures, masks: np.ndarray) -> list[ReferenceMemory]:
         import torch
         import torch.nn.functional as F
 
         sam = self.sam
         with torch.inference_mode():
-            feats = self.image_features(images)
             mask_inputs = mask_to_model(masks.astype(np.float32), self.image_size).to(self.device)
             # 1) the mask is the output (use_mask_input_as_output_without_sam), as add_new_mask
             out = sam.track_step(
@@ -226,7 +240,7 @@ class MemoryDecoder:
         return [
             ReferenceMemory(maskmem[i : i + 1], out["obj_ptr"][i : i + 1],
                             out["object_score_logits"][i : i + 1])
-            for i in range(len(images))
+            for i in range(len(masks))
         ]
 
     # ---------------------------------------------------------------- target decoding

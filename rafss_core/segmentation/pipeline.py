@@ -200,9 +200,9 @@ def _memories(decoder: MemoryDecoder, library: ReferenceLibrary, neighbours: Nei
         by_shape.setdefault(ref.image.shape, []).append(i)
     for idx in by_shape.values():
         images = np.stack([refs[i].image for i in idx])
-        for v in values:
-            masks = np.stack([refs[i].labels == v for i in idx])
-            for i, mem in zip(idx, decoder.reference_memories(images, masks), strict=True):
+        masks = np.stack([[refs[i].labels == v for i in idx] for v in values])
+        for v, mems in zip(values, decoder.label_memories(images, masks), strict=True):
+            for i, mem in zip(idx, mems, strict=True):
                 out[(keys[i], v)] = mem
     return out
 

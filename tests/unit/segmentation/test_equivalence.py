@@ -17,31 +17,15 @@ import pytest
 import torch
 
 from rafss_core.segmentation.memory import MemoryDecoder
-from rafss_core.segmentation.volume import image_to_model, logits_to_source
+from rafss_core.segmentation.peers import video_predictor_logits
+from rafss_core.segmentation.volume import logits_to_source
 
 LOGIT_ATOL = 1e-5
 TIE_BAND = 1e-4
 
 
-def _video_route(sam, images, ref_labels, labels, monkeypatch):
-    import sam2.sam2_video_predictor as svp
-
-    k = len(ref_labels)
-    h, w = images.shape[1:]
-    frames = image_to_model(images, sam.image_size)
-    monkeypatch.setattr(svp, "load_video_frames", lambda **_: (frames, h, w))
-    state = sam.init_state(video_path="<in-memory>")
-    for j in range(k):
-        for lab in labels:
-            sam.add_new_mask(state, frame_idx=j, obj_id=int(lab), mask=ref_labels[j] == lab)
-    results = {}
-    for frame_idx, obj_ids, masks in sam.propagate_in_video(state, start_frame_idx=k):
-        results[frame_idx] = (list(obj_ids), masks[:, 0].float().cpu().numpy())
-    return results[k]
-
-
 @pytest.mark.parametrize("k", [1, 3])
-def test_decoder_matches_sam2_video_predictor(tiny_models, synthetic_case, k, monkeypatch):
+def test_decoder_matches_sam2_video_predictor(tiny_models, synthetic_case, k):
     sam = tiny_models.sam
     images, label_maps = synthetic_case
     target = images[-1]
@@ -50,9 +34,7 @@ def test_decoder_matches_sam2_video_predictor(tiny_models, synthetic_case, k, mo
     labels = [1, 2, 3]
 
     # Route A: video frames 0..k-1 hold ranks k-1..0 (rank 0 at frame k-1)
-    video_images = np.concatenate([refs[::-1], target[None]])
-    obj_ids, video_logits = _video_route(sam, video_images, ref_labels[::-1], labels, monkeypatch)
-    assert obj_ids == labels
+    video_logits = video_predictor_logits(sam, refs[::-1], ref_labels[::-1], target, labels)
 
     # Route B: RAFSS
     dec = MemoryDecoder(sam, tiny_models.sam_id)
