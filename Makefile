@@ -19,7 +19,8 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 up: install
-	$(BIN)/rafss up --data $(DATA)
+	$(BIN)/rafss eval --data $(DATA) --refs 2 --queries 1 --k 4 --models tiny-random \
+	  --baseline label-transfer --json out/eval.json
 
 test: install
 	$(BIN)/ruff check .
