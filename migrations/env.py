@@ -11,20 +11,11 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy.engine import Connection
 
+from rafss_core.store.admin import include_object
 from rafss_core.store.models import Base
 
 config = context.config
 target_metadata = Base.metadata
-
-# HNSW indexes per embedding dimension are created at run time (vector.ensure_vector_index),
-# so autogenerate must not propose to drop them.
-DYNAMIC_INDEX_PREFIX = "ix_reference_slices_embedding_hnsw_d"
-
-
-def include_object(
-    obj: object, name: str | None, type_: str, reflected: bool, compare_to: object
-) -> bool:
-    return not (type_ == "index" and name is not None and name.startswith(DYNAMIC_INDEX_PREFIX))
 
 
 def _configure(connection: Connection) -> None:

@@ -80,6 +80,9 @@ def volume_to_mr_series(
         ds.SequenceVariant = "SS"
         ds.ScanOptions = ""
         ds.MRAcquisitionType = "2D"
+        ds.PatientPosition = "HFS"
+        ds.RepetitionTime = 3.0
+        ds.EchoTime = 1.5
         ds.EchoTrainLength = 1
         ds.ImagePositionPatient = [float(v) for v in volume.slice_position(z)[:3]]
         ds.ImageOrientationPatient = [float(v) for v in (*row_dir, *col_dir)]

