@@ -1,0 +1,122 @@
+"""Routing: closed series -> job rows (the transactional outbox).
+
+A rule matches on modality, body part, SeriesDescription regex and calling AE; a NULL
+criterion matches anything. Each matching (series, task) becomes one ``segment`` job whose
+idempotency key covers the series UID, the sorted instance UIDs, the task, the reference-set
+version and the model ids, so routing the same content twice never creates a second job, while
+a series that grew (late instances re-open it) or a new reference-set version does.
+
+Received DICOM-SEG series are recorded, never segmented (curation turns them into candidate
+references).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.orm import Session
+
+from rafss_core.store.enums import JobKind, SeriesState
+from rafss_core.store.models import Instance, Job, ReferenceSet, RoutingRule, Series, Task
+
+log = logging.getLogger(__name__)
+
+SEG_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.66.4"
+
+
+def job_key(series_uid: str, instance_uids: list[str], task_name: str,
+            reference_set_version: int | None, model_ids: list[str]) -> str:
+    """The idempotency key of a segment job (sha256 hex)."""
+    h = hashlib.sha256()
+    for part in (series_uid, *sorted(instance_uids), task_name, str(reference_set_version),
+                 *model_ids):
+        h.update(part.encode())
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+def _matches(rule: RoutingRule, series: Series) -> bool:
+    def same(want: str | None, have: str | None) -> bool:
+        return want is None or (have or "").strip().upper() == want.strip().upper()
+
+    if not (same(rule.modality, series.modality) and same(rule.body_part, series.body_part)
+            and same(rule.calling_ae, series.calling_ae)):
+        return False
+    if rule.series_description_regex:
+        try:
+            return re.search(rule.series_description_regex, series.series_description or "",
+                             re.IGNORECASE) is not None
+        except re.error:
+            log.error("routing rule %s has an invalid regex; fix it with `rafss routes`", rule.id)
+            return False
+    return True
+
+
+@dataclass(frozen=True)
+class RoutedJob:
+    job_id: int
+    series_id: int
+    task_id: int
+    created: bool
+
+
+def route_closed_series(session: Session, limit: int = 100) -> list[RoutedJob]:
+    """Turn closed series into job rows and mark them routed, in the caller's transaction."""
+    series_rows = session.execute(
+        sa.select(Series).where(Series.state == SeriesState.CLOSED.value)
+        .order_by(Series.closed_at).limit(limit).with_for_update(skip_locked=True)
+    ).scalars().all()
+    if not series_rows:
+        return []
+    rules = session.execute(
+        sa.select(RoutingRule).join(Task, Task.id == RoutingRule.task_id)
+        .where(RoutingRule.enabled, Task.enabled).order_by(RoutingRule.priority, RoutingRule.id)
+    ).scalars().all()
+    routed: list[RoutedJob] = []
+    for series in series_rows:
+        series.state = SeriesState.ROUTED
+        instances = session.execute(
+            sa.select(Instance.sop_instance_uid, Instance.sop_class_uid)
+            .where(Instance.series_id == series.id)
+        ).all()
+        if any(cls == SEG_SOP_CLASS for _, cls in instances):
+            log.info("series %s is a DICOM-SEG: recorded, not segmented", series.id)
+            continue
+        task_ids = list(dict.fromkeys(r.task_id for r in rules if _matches(r, series)))
+        if not task_ids:
+            log.info("series %s matched no routing rule", series.id)
+        for task_id in task_ids:
+            routed.append(_create_job(session, series, task_id, [u for u, _ in instances]))
+    return routed
+
+
+def _create_job(session: Session, series: Series, task_id: int,
+                instance_uids: list[str]) -> RoutedJob:
+    task = session.get(Task, task_id)
+    assert task is not None
+    ref_set = session.execute(
+        sa.select(ReferenceSet).where(ReferenceSet.task_id == task_id)
+        .order_by(ReferenceSet.version.desc()).limit(1)
+    ).scalar_one_or_none()
+    version = ref_set.version if ref_set else None
+    key = job_key(series.series_instance_uid, instance_uids, task.name, version,
+                  [task.segmenter_id, task.embedder_id])
+    payload = {"series_instance_uid": series.series_instance_uid, "task": task.name,
+               "reference_set_version": version, "instances": len(instance_uids)}
+    job_id = session.execute(
+        pg_insert(Job).values(kind=JobKind.SEGMENT.value, idempotency_key=key,
+                              series_id=series.id, task_id=task_id,
+                              reference_set_id=ref_set.id if ref_set else None, payload=payload)
+        .on_conflict_do_nothing(index_elements=["idempotency_key"]).returning(Job.id)
+    ).scalar_one_or_none()
+    created = job_id is not None
+    if not created:
+        job_id = session.execute(sa.select(Job.id).where(Job.idempotency_key == key)).scalar_one()
+    log.info("series %s -> task %s: job %s (%s)", series.id, task.name, job_id,
+             "queued" if created else "already exists")
+    return RoutedJob(int(job_id), series.id, task_id, created)
