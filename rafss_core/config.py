@@ -27,10 +27,35 @@ class Settings(BaseSettings):
 
     data_dir: Path = Field(default_factory=default_data_dir)
     database_url: str | None = None
+    # Celery broker; unset means the embedded default: kombu's SQLAlchemy transport on the
+    # same Postgres (no extra service). Production: redis://... or amqp://...
     broker_url: str | None = None
     models: str = "tiny-random"
     device: str = "cpu"
     k: int = 4
+    # DICOM edge
+    ae_title: str = "RAFSS"
+    scp_host: str = "127.0.0.1"
+    scp_port: int = 11112
+    allow_any_ae: bool = False
+    # worker loops
+    series_quiet_seconds: float = 10.0
+    loop_interval_seconds: float = 1.0
+    job_stale_seconds: float = 60.0
+    job_heartbeat_seconds: float = 5.0
+    job_max_attempts: int = 5
+    job_time_limit_seconds: int = 3600
+    # API
+    api_host: str = "127.0.0.1"
+    api_port: int = 8080
+
+    @property
+    def spool_dir(self) -> Path:
+        return self.data_dir / "spool"
+
+    @property
+    def results_dir(self) -> Path:
+        return self.data_dir / "results"
 
     @property
     def models_dir(self) -> Path:

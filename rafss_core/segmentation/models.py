@@ -332,9 +332,37 @@ class ModelBundle:
         """The slice embedder on this bundle's DINOv2 (224 px unless told; tiny: 112)."""
         from rafss_core.segmentation.embedder import SliceEmbedder
 
-        size = image_size or (int(self.dino.config.image_size) if self.weights == "random"
-                              else 224)
+        size = image_size or dino_input_size(self.weights == "random")
         return SliceEmbedder(self.dino, self.dino_id, size, pooling)  # type: ignore[arg-type]
+
+
+def dino_input_size(random: bool) -> int:
+    return int(TINY_DINOV2["image_size"]) if random else 224
+
+
+TINY_IDS = ("sam2.1-t@256:random-seed0", "dinov2-tiny:random-seed0")
+
+
+def model_ids(spec: str | ModelSpec, models_dir: Path) -> tuple[str, str]:
+    """``(sam_id, dino_id)`` of a spec from the registry, without loading any weights."""
+    spec = ModelSpec.parse(spec) if isinstance(spec, str) else spec
+    if spec.is_random:
+        return TINY_IDS
+    registry = ModelRegistry.open(models_dir)
+    ids = []
+    for model_id in (spec.sam, spec.dino):
+        entry = registry.entries.get(model_id)
+        if entry is None:
+            registry.resolve(model_id)  # raises the error that names `rafss models import`
+        ids.append(f"{model_id}:{registry.entries[model_id]['sha256'][:12]}")
+    return ids[0], ids[1]
+
+
+def embedder_id(spec: str | ModelSpec, models_dir: Path, pooling: str = "cls") -> str:
+    """The vector-space id the spec's embedder produces (matches ``SliceEmbedder.embedder_id``)."""
+    spec = ModelSpec.parse(spec) if isinstance(spec, str) else spec
+    _, dino_id = model_ids(spec, models_dir)
+    return f"{dino_id}|{dino_input_size(spec.is_random)}|{pooling}"
 
     @property
     def device(self) -> torch.device:
@@ -352,8 +380,7 @@ def load_models(spec: str | ModelSpec, models_dir: Path | None = None,
         torch.manual_seed(TINY_SEED)
         sam = build_sam2("sam2.1-t", None, device, ("++model.image_size=256",))
         dino = build_dinov2(TINY_RANDOM, None, device)
-        return ModelBundle(sam, dino, "sam2.1-t@256:random-seed0", "dinov2-tiny:random-seed0",
-                           "random", str(spec))
+        return ModelBundle(sam, dino, *TINY_IDS, "random", str(spec))
     if models_dir is None:
         from rafss_core.config import Settings
 

@@ -123,8 +123,13 @@ def segment(
     decoder: MemoryDecoder | None = None,
     embedder: SliceEmbedder | None = None,
     profile: IntensityProfile | None = None,
+    embeddings: np.ndarray | None = None,
 ) -> LabelMap:
-    """Segment every slice of ``volume`` from its top-k retrieved references."""
+    """Segment every slice of ``volume`` from its top-k retrieved references.
+
+    ``embeddings`` are the slices' precomputed embeddings (e.g. cached by a worker); without
+    them the slices are embedded here.
+    """
     import torch
     from tqdm import tqdm
 
@@ -133,7 +138,11 @@ def segment(
     decoder = decoder or MemoryDecoder(models.sam, models.sam_id)
     values = _label_values(references, labels)
     slices = normalise(volume, profile)
-    neighbours = retrieve(slices, references, embedder, opts.k, opts.progress)
+    if embeddings is None:
+        embeddings = embedder.embed(slices, progress=opts.progress)
+    if len(embeddings) != len(slices):
+        raise ValueError(f"{len(embeddings)} embeddings for {len(slices)} slices")
+    neighbours = references.index.search(embeddings, opts.k)
 
     memories = _memories(decoder, references, neighbours, values)
     z_count, h, w = slices.shape

@@ -1,0 +1,108 @@
+"""Running one job row: claim, heartbeat, finish. Every step is fenced by the attempt number.
+
+A worker claims a job atomically (``queued`` -> ``running``, ``attempts += 1``); a second
+message for the same job finds it already running or done and does nothing. While the job runs
+a heartbeat thread refreshes ``heartbeat_at``; if the worker dies the heartbeat goes stale and
+the dispatcher re-queues the job. Finishing is fenced on the attempt number, so a worker that
+lost its claim can never overwrite the newer attempt's outcome.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session, sessionmaker
+
+from rafss_core.store.enums import JobKind
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Claim:
+    job_id: int
+    attempt: int
+    kind: JobKind
+
+
+def claim(sessions: sessionmaker[Session], job_id: int) -> Claim | None:
+    with sessions.begin() as s:
+        row = s.execute(sa.text("""
+            UPDATE jobs SET state = 'running', attempts = attempts + 1, started_at = now(),
+                heartbeat_at = now(), updated_at = now(), finished_at = NULL
+            WHERE id = :id AND state = 'queued'
+            RETURNING attempts, kind"""), {"id": job_id}).one_or_none()
+    if row is None:
+        log.info("job %s is not queued (already running or finished): skipped", job_id)
+        return None
+    return Claim(job_id, int(row.attempts), JobKind(row.kind))
+
+
+def _finish(sessions: sessionmaker[Session], c: Claim, state: str, error: str | None) -> bool:
+    with sessions.begin() as s:
+        done = s.execute(sa.text("""
+            UPDATE jobs SET state = :state, last_error = :error, finished_at = now(),
+                updated_at = now()
+            WHERE id = :id AND attempts = :attempt AND state = 'running'
+            RETURNING id"""), {"state": state, "error": error, "id": c.job_id,
+                               "attempt": c.attempt}).one_or_none()
+    if done is None:
+        log.warning("job %s attempt %s lost its claim; outcome discarded", c.job_id, c.attempt)
+    return done is not None
+
+
+class Heartbeat:
+    def __init__(self, sessions: sessionmaker[Session], c: Claim, every: float) -> None:
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(sessions, c, every),
+                                        name=f"heartbeat-{c.job_id}", daemon=True)
+
+    def _run(self, sessions: sessionmaker[Session], c: Claim, every: float) -> None:
+        while not self._stop.wait(every):
+            try:
+                with sessions.begin() as s:
+                    s.execute(sa.text("UPDATE jobs SET heartbeat_at = now() WHERE id = :id "
+                                      "AND attempts = :a AND state = 'running'"),
+                              {"id": c.job_id, "a": c.attempt})
+            except Exception:
+                log.warning("heartbeat for job %s failed; retrying", c.job_id)
+
+    def __enter__(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+
+Runner = Callable[[Claim], None]
+
+
+def run_job(sessions: sessionmaker[Session], job_id: int, runners: dict[JobKind, Runner],
+            heartbeat_seconds: float = 5.0) -> str | None:
+    """Claim and run a job; return its final state (None when it was not claimable)."""
+    c = claim(sessions, job_id)
+    if c is None:
+        return None
+    runner = runners.get(c.kind)
+    if runner is None:
+        _finish(sessions, c, "dead", f"no runner for job kind {c.kind}")
+        return "dead"
+    try:
+        with Heartbeat(sessions, c, heartbeat_seconds):
+            runner(c)
+    except Exception as exc:
+        # the message names the error class and text; tracebacks go to the log, never PHI
+        log.error("job %s attempt %s failed: %s\n%s", job_id, c.attempt, type(exc).__name__,
+                  traceback.format_exc(limit=8))
+        _finish(sessions, c, "failed", f"{type(exc).__name__}: {exc}"[:2000])
+        return "failed"
+    _finish(sessions, c, "succeeded", None)
+    log.info("job %s succeeded (attempt %s)", job_id, c.attempt)
+    return "succeeded"

@@ -1,0 +1,238 @@
+"""The segment job: series -> volume -> embeddings -> retrieval -> SAM 2 -> DICOM-SEG -> deliveries.
+
+Every step is idempotent: slice embeddings are upserted, the SEG's UIDs derive from the job's
+idempotency key (a re-run rewrites the same file and the same ``results`` row), and deliveries
+are unique per (result, destination). A re-run therefore never produces a second SEG.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from rafss_core.config import Settings
+from rafss_core.segmentation.memory import MemoryDecoder
+from rafss_core.segmentation.models import ModelBundle, load_models
+from rafss_core.segmentation.pipeline import LabelMap, SegmentOptions, segment
+from rafss_core.segmentation.retrieval import ReferenceLibrary, ReferenceSlice
+from rafss_core.segmentation.volume import normalise
+from rafss_core.store.enums import DeliveryStatus, InstanceState
+from rafss_core.store.models import (
+    Delivery,
+    Destination,
+    Instance,
+    Job,
+    Label,
+    ReferenceSet,
+    Result,
+    Series,
+    SliceEmbedding,
+    Task,
+)
+from workers.jobs import Claim
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class WorkerContext:
+    """What a worker process keeps between jobs: DB handles, loaded models, memory banks."""
+
+    settings: Settings
+    engine: Engine
+    sessions: sessionmaker[Session]
+    _models: dict[str, ModelBundle] = field(default_factory=dict)
+    _decoders: dict[str, MemoryDecoder] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def models(self, spec: str) -> ModelBundle:
+        """Models load once per worker process."""
+        with self._lock:
+            if spec not in self._models:
+                self._models[spec] = load_models(spec, self.settings.models_dir,
+                                                 self.settings.device)
+            return self._models[spec]
+
+    def decoder(self, bundle: ModelBundle) -> MemoryDecoder:
+        """One decoder (and memory bank) per model: reference memories stay warm across jobs."""
+        with self._lock:
+            if bundle.sam_id not in self._decoders:
+                self._decoders[bundle.sam_id] = MemoryDecoder(bundle.sam, bundle.sam_id)
+            return self._decoders[bundle.sam_id]
+
+
+class StoredReferenceSlices(Mapping[str, ReferenceSlice]):
+    """Reference slices loaded from the store on first use."""
+
+    def __init__(self, sessions: sessionmaker[Session]) -> None:
+        self._sessions = sessions
+        self._cache: dict[str, ReferenceSlice] = {}
+
+    def __getitem__(self, key: str) -> ReferenceSlice:
+        if key not in self._cache:
+            from rafss_core.store.repositories import load_reference_slices
+
+            with self._sessions() as s:
+                found = load_reference_slices(s, [key])
+            if key not in found:
+                raise KeyError(key)
+            self._cache[key] = found[key]
+        return self._cache[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._cache)
+
+    def __len__(self) -> int:
+        return len(self._cache)
+
+
+@dataclass(frozen=True)
+class JobInputs:
+    job: Job
+    task: Task
+    labels: list[Label]
+    series: Series
+    spool_paths: list[Path]
+    reference_set_version: int | None
+
+
+def _inputs(sessions: sessionmaker[Session], job_id: int) -> JobInputs:
+    with sessions() as s:
+        job = s.get(Job, job_id)
+        if job is None or job.task_id is None or job.series_id is None:
+            raise ValueError(f"job {job_id} has no task or series (deleted?)")
+        task = s.get(Task, job.task_id)
+        series = s.get(Series, job.series_id)
+        assert task is not None and series is not None
+        labels = list(task.labels)
+        paths = [Path(p) for p in s.execute(
+            sa.select(Instance.spool_path).where(
+                Instance.series_id == series.id,
+                Instance.state != InstanceState.INVALID.value)).scalars()]
+        version = None
+        if job.reference_set_id is not None:
+            ref_set = s.get(ReferenceSet, job.reference_set_id)
+            version = ref_set.version if ref_set else None
+        s.expunge_all()
+    if not paths:
+        raise ValueError(f"series {series.id} has no valid instances to segment")
+    return JobInputs(job, task, labels, series, paths, version)
+
+
+def _slice_embeddings(ctx: WorkerContext, series_id: int, embedder: Any,
+                      slices: np.ndarray) -> np.ndarray:
+    """Embeddings of the series' slices, cached in ``slice_embeddings``."""
+    with ctx.sessions() as s:
+        rows = s.execute(sa.select(SliceEmbedding.slice_index, SliceEmbedding.embedding).where(
+            SliceEmbedding.series_id == series_id,
+            SliceEmbedding.embedder_id == embedder.embedder_id)).all()
+    if len(rows) == len(slices):
+        ordered = sorted(rows, key=lambda r: r.slice_index)
+        return np.stack([np.asarray(r.embedding, dtype=np.float32) for r in ordered])
+    emb = embedder.embed(slices)
+    with ctx.sessions.begin() as s:
+        for z, vec in enumerate(emb):
+            s.execute(pg_insert(SliceEmbedding).values(
+                series_id=series_id, slice_index=z, embedder_id=embedder.embedder_id,
+                embedding=vec).on_conflict_do_update(
+                index_elements=["series_id", "embedder_id", "slice_index"],
+                set_={"embedding": vec}))
+    return emb
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    with tmp.open("wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    tmp.replace(path)
+
+
+def encode_seg(inputs: JobInputs, loaded: Any, result: LabelMap, bundle: ModelBundle) -> Any:
+    """The DICOM-SEG for a job's label map (highdicom), UIDs derived from the job key."""
+    from rafss_core.dicom.seg import AlgorithmInfo, CodeTriplet, SegmentSpec, write_seg
+
+    segments = [
+        SegmentSpec(
+            number=lab.number, name=lab.name,
+            category=CodeTriplet(lab.category_value, lab.category_scheme, lab.category_meaning),
+            type=CodeTriplet(lab.type_value, lab.type_scheme, lab.type_meaning),
+            colour_rgb=lab.colour_rgb)
+        for lab in inputs.labels
+    ]
+    algorithm = AlgorithmInfo(
+        model_ids=[bundle.sam_id, bundle.dino_id],
+        reference_set_version=str(inputs.reference_set_version),
+    )
+    return write_seg(result.array, loaded, segments, algorithm, inputs.job.idempotency_key,
+                     seg_type=inputs.task.seg_type)
+
+
+def run_segment_job(ctx: WorkerContext, claim: Claim) -> None:
+    from rafss_core.dicom.series import load_series
+    from rafss_core.store.vector import PgVectorIndex
+
+    inputs = _inputs(ctx.sessions, claim.job_id)
+    task = inputs.task
+    loaded = load_series(inputs.spool_paths)
+    bundle = ctx.models(task.segmenter_id)
+    embedder = bundle.embedder()
+    if embedder.embedder_id != task.embedder_id:
+        raise ValueError(
+            f"task {task.name!r} references were embedded with {task.embedder_id!r} but the "
+            f"worker's models give {embedder.embedder_id!r}; re-import the references or fix "
+            "the task's models")
+    slices = normalise(loaded.volume)
+    emb = _slice_embeddings(ctx, inputs.series.id, embedder, slices)
+    index = PgVectorIndex(ctx.engine, task.id, task.modality, task.embedder_id)
+    if len(index) == 0:
+        raise LookupError(f"task {task.name!r} has no approved references; approve some with "
+                          "`rafss references import --approve`")
+    library = ReferenceLibrary(StoredReferenceSlices(ctx.sessions), index)
+    result = segment(
+        loaded.volume, library, bundle, labels=[lab.number for lab in inputs.labels],
+        label_names={lab.number: lab.name for lab in inputs.labels},
+        options=SegmentOptions(k=task.k), decoder=ctx.decoder(bundle), embedder=embedder,
+        embeddings=emb)
+    seg = encode_seg(inputs, loaded, result, bundle)
+    path = ctx.settings.results_dir / f"{seg.SOPInstanceUID}.dcm"
+    from io import BytesIO
+
+    buf = BytesIO()
+    seg.save_as(buf, enforce_file_format=True)
+    _write_atomic(path, buf.getvalue())
+    details = {
+        "mean_retrieval_similarity": float(np.mean(result.slice_similarity)),
+        "min_retrieval_similarity": float(np.min(result.slice_similarity)),
+        "labels_present": sorted(int(v) for v in np.unique(result.array) if v),
+        "models": [bundle.sam_id, bundle.dino_id],
+        "weights": bundle.weights,
+    }
+    with ctx.sessions.begin() as s:
+        result_id = s.execute(pg_insert(Result).values(
+            job_id=claim.job_id, seg_sop_instance_uid=seg.SOPInstanceUID,
+            seg_series_instance_uid=seg.SeriesInstanceUID, path=str(path), details=details,
+        ).on_conflict_do_update(index_elements=["job_id"], set_={"path": str(path),
+                                                                 "details": details})
+            .returning(Result.id)).scalar_one()
+        destinations = s.execute(sa.select(Destination.id).where(Destination.enabled)).scalars()
+        for destination_id in destinations:
+            s.execute(pg_insert(Delivery).values(
+                result_id=result_id, destination_id=destination_id,
+                status=DeliveryStatus.PENDING.value, next_attempt_at=sa.func.now(),
+            ).on_conflict_do_nothing(index_elements=["result_id", "destination_id"]))
+    log.info("job %s: SEG %s written (%d slices, weights=%s)", claim.job_id,
+             seg.SOPInstanceUID, loaded.volume.num_slices, bundle.weights)
