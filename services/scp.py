@@ -1,0 +1,379 @@
+"""The Storage SCP: receives C-STORE requests, spools them atomically and records them.
+
+DIMSE statuses the C-STORE handler answers (PS3.4 B.2.3), and what the sender sees:
+
+- ``0x0000`` success: the file is durably in the spool *and* recorded in the database. A
+  duplicate (same SOPInstanceUID) is a success too; the file is replaced atomically by the
+  resent one and no row is added.
+- ``0xB007`` warning, "data set does not match SOP class": stored and recorded, but marked
+  ``invalid`` (pixel data length disagreeing with Rows/Columns/BitsAllocated, an image without
+  pixel data, absurd dimensions, malformed geometry). Nothing downstream segments it.
+- ``0xA700`` failure, "out of resources": the spool disk is full or unwritable, *or the
+  database is unavailable*. In the database case the file is already durably in the spool; the
+  sender sees a failure and will normally retry (storescu reports it, a PACS queues a resend),
+  and :func:`reconcile_spool` records spooled-but-unrecorded files after the outage, so a file
+  that was written is never lost and nothing is acknowledged unless it is recorded.
+- ``0xA900`` failure, "data set does not match SOP class": the data set's SOPClassUID
+  differs from the one in the C-STORE request.
+- ``0xC210`` failure, "cannot understand": the header cannot be parsed, or a UID needed to key
+  and record the instance is missing or malformed, or the SOPInstanceUID differs from the one
+  in the request. The bytes are kept in the quarantine folder with the reason, for triage.
+
+Unknown callers are refused at association (A-ASSOCIATE-RJ, permanent, "calling AE title not
+recognised"); unknown SOP classes and transfer syntaxes are refused per presentation context.
+The ErrorComment of a failure says what to do next. Logs carry UIDs and AE titles, never
+patient names, IDs or birth dates.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import errno
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from pydicom.dataset import Dataset
+from pydicom.uid import AllTransferSyntaxes
+from pynetdicom import AE, _config, evt
+from pynetdicom import sop_class as sop
+from pynetdicom.events import Event
+from pynetdicom.service_class import StorageServiceClass
+from pynetdicom.transport import ThreadedAssociationServer
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from rafss_core.config import Settings
+from rafss_core.store.enums import InstanceState
+from rafss_core.store.models import Instance
+from rafss_core.store.repositories.instances import record_instance
+from services.allowlist import CallerAllowList
+from services.ingest import HeaderInfo, UnreadableInstanceError, read_header, with_spool_path
+from services.spool import quarantine, spool_path, spooled_files, write_atomic
+from services.tls import TlsServerConfig, server_context
+
+LOG = logging.getLogger("rafss.scp")
+
+SUCCESS = 0x0000
+WARNING_DATASET_MISMATCH = 0xB007
+OUT_OF_RESOURCES = 0xA700
+DATASET_DOES_NOT_MATCH_SOP_CLASS = 0xA900
+CANNOT_UNDERSTAND = 0xC210
+
+# pynetdicom must never log request identifiers (they may carry PHI)
+_config.LOG_REQUEST_IDENTIFIERS = False
+_config.LOG_RESPONSE_IDENTIFIERS = False
+
+
+def storage_sop_classes() -> list[str]:
+    """Every storage SOP class pynetdicom knows (170 in pynetdicom 3.0)."""
+    return sorted(
+        {
+            str(value)
+            for value in vars(sop).values()
+            if isinstance(value, sop.SOPClass) and value.service_class is StorageServiceClass
+        }
+    )
+
+
+@dataclass
+class ScpConfig:
+    """How the SCP listens and where it stores. ``port=0`` picks a free port (tests)."""
+
+    spool_dir: Path
+    ae_title: str = "RAFSS"
+    host: str = "127.0.0.1"
+    port: int = 11112
+    quarantine_dir: Path | None = None  # default: <spool_dir>/../quarantine
+    allow_any: bool = False  # admit every caller: tests and closed lab networks only
+    allowlist_ttl_seconds: float = 30.0
+    require_called_aet: bool = False
+    tls: TlsServerConfig | None = None
+    max_associations: int = 16
+    acse_timeout: float = 30.0
+    dimse_timeout: float = 60.0
+    network_timeout: float = 60.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def quarantine_path(self) -> Path:
+        return self.quarantine_dir or self.spool_dir.parent / "quarantine"
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **overrides: Any) -> ScpConfig:
+        """Defaults under the data directory: ``<data_dir>/spool`` and ``<data_dir>/quarantine``."""
+        values: dict[str, Any] = {
+            "spool_dir": settings.data_dir / "spool",
+            "quarantine_dir": settings.data_dir / "quarantine",
+        }
+        values.update(overrides)
+        return cls(**values)
+
+
+def _status(code: int, comment: str | None = None) -> Dataset | int:
+    if comment is None:
+        return code
+    ds = Dataset()
+    ds.Status = code
+    ds.ErrorComment = comment[:64]  # LO: 64 characters
+    return ds
+
+
+def mark_instance_invalid(session: Session, instance_id: int) -> None:
+    """Set ``instances.state = 'invalid'``.
+
+    Kept here because ``record_instance`` takes no state; it belongs in the instances repository
+    once :class:`InstanceRecord` grows a state (or an ``invalid_reason``) field.
+    """
+    session.execute(
+        sa.update(Instance)
+        .where(Instance.id == instance_id)
+        .values(state=InstanceState.INVALID.value)
+    )
+
+
+def store_instance(info: HeaderInfo, session_factory: sessionmaker[Session]) -> bool:
+    """Record an already spooled instance (invalid ones marked); True if a row was added."""
+    with session_factory.begin() as session:
+        recorded = record_instance(session, info.record)
+        if not info.valid:
+            mark_instance_invalid(session, recorded.instance_id)
+    return recorded.created
+
+
+class StorageSCP:
+    """The SCP as an object: ``start()`` (non-blocking), ``stop()``; also a context manager."""
+
+    def __init__(
+        self,
+        config: ScpConfig,
+        session_factory: sessionmaker[Session],
+        *,
+        allow_list: CallerAllowList | None = None,
+        clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+    ) -> None:
+        self.config = config
+        self._factory = session_factory
+        self._allow = allow_list or CallerAllowList(
+            session_factory, ttl_seconds=config.allowlist_ttl_seconds, allow_any=config.allow_any
+        )
+        self._clock = clock
+        self._server: ThreadedAssociationServer | None = None
+        self.ae = self._build_ae()
+
+    def _build_ae(self) -> AE:
+        ae = AE(ae_title=self.config.ae_title)
+        ae.maximum_pdu_size = 0  # no limit on received PDUs: fewer, larger reads
+        ae.maximum_associations = self.config.max_associations
+        ae.acse_timeout = self.config.acse_timeout
+        ae.dimse_timeout = self.config.dimse_timeout
+        ae.network_timeout = self.config.network_timeout
+        ae.require_called_aet = self.config.require_called_aet
+        ae.add_supported_context(sop.Verification, AllTransferSyntaxes)
+        for uid in storage_sop_classes():
+            ae.add_supported_context(uid, AllTransferSyntaxes)
+        return ae
+
+    @property
+    def port(self) -> int:
+        """The port actually listened on (useful with ``port=0``)."""
+        if self._server is None:
+            raise RuntimeError("the SCP is not running: call start() first")
+        return int(self._server.server_address[1])
+
+    def start(self) -> None:
+        if self._server is not None:
+            return
+        self.config.spool_dir.mkdir(parents=True, exist_ok=True)
+        ssl_context = None if self.config.tls is None else server_context(self.config.tls)
+        self._server = self.ae.start_server(
+            (self.config.host, self.config.port),
+            block=False,
+            ssl_context=ssl_context,
+            evt_handlers=[
+                (evt.EVT_REQUESTED, self._on_requested),
+                (evt.EVT_C_ECHO, self._on_echo),
+                (evt.EVT_C_STORE, self._on_store),
+            ],
+        )
+        LOG.info(
+            "Storage SCP %s listening on %s:%d%s (spool %s)",
+            self.config.ae_title,
+            self.config.host,
+            self.port,
+            " with TLS" if ssl_context else "",
+            self.config.spool_dir,
+        )
+
+    def stop(self) -> None:
+        if self._server is None:
+            return
+        self._server.shutdown()
+        self._server = None
+        LOG.info("Storage SCP %s stopped", self.config.ae_title)
+
+    def __enter__(self) -> StorageSCP:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # --- handlers: thin, no pixel decoding ---------------------------------------------------
+
+    def _on_requested(self, event: Event) -> None:
+        requestor = event.assoc.requestor
+        calling_ae = str(requestor.primitive.calling_ae_title).strip()
+        ip = requestor.address
+        if self._allow.is_allowed(calling_ae, ip):
+            return
+        LOG.warning(
+            "refused association from AE %r at %s: not in the allow-list "
+            "(add it to allowed_sources)",
+            calling_ae,
+            ip,
+        )
+        # rejected-permanent, service-user, calling AE title not recognised (PS3.8 9.3.4)
+        event.assoc.acse.send_reject(0x01, 0x01, 0x03)
+        event.assoc.kill()
+
+    def _on_echo(self, event: Event) -> int:
+        return SUCCESS
+
+    def _on_store(self, event: Event) -> Dataset | int:
+        request = event.request
+        data = event.encoded_dataset()
+        calling_ae = event.assoc.requestor.ae_title
+        ip = event.assoc.requestor.address
+        try:
+            info = read_header(
+                data, calling_ae=calling_ae, calling_ip=ip, received_at=self._clock()
+            )
+        except UnreadableInstanceError as exc:
+            return self._refuse(data, CANNOT_UNDERSTAND, str(exc), calling_ae)
+        record = info.record
+        if record.sop_instance_uid != str(request.AffectedSOPInstanceUID):
+            return self._refuse(
+                data, CANNOT_UNDERSTAND, "SOPInstanceUID differs from the request", calling_ae
+            )
+        if record.sop_class_uid != str(request.AffectedSOPClassUID):
+            return self._refuse(
+                data,
+                DATASET_DOES_NOT_MATCH_SOP_CLASS,
+                "SOPClassUID differs from the request",
+                calling_ae,
+            )
+        path = spool_path(self.config.spool_dir, record.sop_instance_uid)
+        try:
+            write_atomic(path, data)
+        except OSError as exc:
+            full = exc.errno in (errno.ENOSPC, errno.EDQUOT)
+            LOG.error(
+                "cannot spool %s (%s): %s",
+                record.sop_instance_uid,
+                errno.errorcode.get(exc.errno or 0, type(exc).__name__),
+                "free disk space" if full else "check the spool directory",
+            )
+            return _status(
+                OUT_OF_RESOURCES,
+                "RAFSS spool disk full; retry later" if full else "RAFSS spool unwritable",
+            )
+        try:
+            created = store_instance(with_spool_path(info, str(path)), self._factory)
+        except SQLAlchemyError as exc:
+            LOG.error(
+                "database unavailable recording %s (%s); the file stays in the spool, "
+                "run reconcile_spool after the outage",
+                record.sop_instance_uid,
+                type(exc).__name__,
+            )
+            return _status(OUT_OF_RESOURCES, "RAFSS database unavailable; retry later")
+        LOG.debug(
+            "stored %s from %s (%s)",
+            record.sop_instance_uid,
+            calling_ae,
+            "new" if created else "duplicate",
+        )
+        if not info.valid:
+            LOG.warning(
+                "stored %s from %s marked invalid: %s",
+                record.sop_instance_uid,
+                calling_ae,
+                "; ".join(info.problems),
+            )
+            return _status(WARNING_DATASET_MISMATCH, ("stored as invalid: " + info.problems[0]))
+        return SUCCESS
+
+    def _refuse(self, data: bytes, code: int, reason: str, calling_ae: str) -> Dataset | int:
+        try:
+            kept = quarantine(self.config.quarantine_path, data, reason)
+            where = f"kept as {kept.name}"
+        except OSError as exc:
+            where = f"not kept ({type(exc).__name__})"
+        LOG.warning("refused an instance from %s: %s; %s", calling_ae, reason, where)
+        return _status(code, f"{reason}; fix and resend")
+
+
+def run_scp(
+    config: ScpConfig, session_factory: sessionmaker[Session], stop_event: threading.Event
+) -> None:
+    """Run the SCP until ``stop_event`` is set (for a process: ``rafss scp``)."""
+    reconcile_spool(config.spool_dir, session_factory)
+    scp = StorageSCP(config, session_factory)
+    scp.start()
+    try:
+        stop_event.wait()
+    finally:
+        scp.stop()
+
+
+@dataclass
+class ReconcileReport:
+    """What :func:`reconcile_spool` found: files seen, rows added, files it could not read."""
+
+    seen: int = 0
+    recorded: int = 0
+    unreadable: list[Path] = field(default_factory=list)
+
+
+def reconcile_spool(
+    spool_dir: Path, session_factory: sessionmaker[Session], *, batch: int = 500
+) -> ReconcileReport:
+    """Record every spooled file that has no ``instances`` row (after a database outage).
+
+    Safe to run at any time and repeatedly: recording is idempotent.
+    """
+    report = ReconcileReport()
+    paths = list(spooled_files(spool_dir))
+    for start in range(0, len(paths), batch):
+        chunk = paths[start : start + batch]
+        uids = [p.stem for p in chunk]
+        with session_factory() as session:
+            known = set(
+                session.execute(
+                    sa.select(Instance.sop_instance_uid).where(Instance.sop_instance_uid.in_(uids))
+                ).scalars()
+            )
+        report.seen += len(chunk)
+        for path in chunk:
+            if path.stem in known:
+                continue
+            try:
+                info = read_header(path.read_bytes())
+            except (UnreadableInstanceError, OSError):
+                report.unreadable.append(path)
+                continue
+            if store_instance(with_spool_path(info, str(path)), session_factory):
+                report.recorded += 1
+    if report.recorded or report.unreadable:
+        LOG.info(
+            "reconciled the spool: %d files, %d recorded now, %d unreadable",
+            report.seen,
+            report.recorded,
+            len(report.unreadable),
+        )
+    return report
