@@ -453,12 +453,12 @@ def _pixels_by_source(
             frames = [int(inst.frame_number or 1) for inst in source.instances]
             pixels = seg.get_pixels_by_source_frame(
                 uids[0], source_frame_numbers=frames, segment_numbers=numbers,
-                combine_segments=False, dtype=np.uint8,
+                combine_segments=False, dtype=np.uint8, assert_missing_frames_are_empty=True,
             )
         else:
             pixels = seg.get_pixels_by_source_instance(
                 source.sop_instance_uids, segment_numbers=numbers,
-                combine_segments=False, dtype=np.uint8,
+                combine_segments=False, dtype=np.uint8, assert_missing_frames_are_empty=True,
             )
     except (ValueError, KeyError, AttributeError, IndexError) as exc:
         raise SegError(
