@@ -229,3 +229,15 @@ def dead_deliveries(session: Session, *, limit: int = 100) -> list[Delivery]:
             .limit(limit)
         ).scalars()
     )
+
+
+def delivery_states(
+    session: Session, ids: list[int]
+) -> dict[int, tuple[DeliveryStatus, dt.datetime | None]]:
+    """``{id: (status, next_attempt_at)}`` for the given deliveries (missing ids are absent)."""
+    rows = session.execute(
+        sa.select(Delivery.id, Delivery.status, Delivery.next_attempt_at).where(
+            Delivery.id.in_(ids)
+        )
+    ).all()
+    return {int(i): (DeliveryStatus(s), n) for i, s, n in rows}
