@@ -193,3 +193,336 @@ def db_status(data_dir: DataDir = None) -> None:
     from rafss_core.store import admin
 
     typer.echo(json.dumps(admin.status(data_dir=_settings(data_dir).data_dir), indent=2))
+
+
+# -------------------------------------------------------------------------------- admin
+# These talk to the database of --data-dir (the embedded server of a running `rafss up`, which
+# they attach to) or to RAFSS_DATABASE_URL. Each has a Python twin in rafss_core.store
+# repositories or rafss_core.curation.
+
+sources_app = typer.Typer(no_args_is_help=True, help="DICOM sources allowed to send.")
+destinations_app = typer.Typer(no_args_is_help=True, help="Where SEG results are sent.")
+tasks_app = typer.Typer(no_args_is_help=True, help="Segmentation tasks.")
+routes_app = typer.Typer(no_args_is_help=True, help="Routing rules: series -> tasks.")
+references_app = typer.Typer(no_args_is_help=True, help="Reference annotations.")
+jobs_app = typer.Typer(no_args_is_help=True, help="Jobs.")
+for _name, _sub in [("sources", sources_app), ("destinations", destinations_app),
+                    ("tasks", tasks_app), ("routes", routes_app),
+                    ("references", references_app), ("jobs", jobs_app)]:
+    app.add_typer(_sub, name=_name)
+
+
+def _sessions(data_dir: Path | None) -> Any:
+    from rafss_core.store.engine import database_url, make_engine, session_factory
+
+    return session_factory(make_engine(database_url(_settings(data_dir))))
+
+
+@sources_app.command("allow")
+def sources_allow(
+    ae_title: Annotated[str, typer.Argument(help="calling AE title")],
+    ip: Annotated[str | None, typer.Option(help="only from this address")] = None,
+    quiet_seconds: Annotated[int | None, typer.Option(help="series quiet period for it")] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Allow a calling AE title (optionally only from one IP)."""
+    from rafss_core.store.repositories import audit
+    from rafss_core.store.repositories.sources import add_allowed_source
+
+    try:
+        with _sessions(data_dir).begin() as s:
+            source_id = add_allowed_source(s, ae_title, ip=ip, series_quiet_seconds=quiet_seconds)
+            audit(s, actor="cli", action="source.allow", object_type="allowed_source",
+                  object_id=source_id, details={"ae_title": ae_title, "ip": ip})
+    except ValueError as exc:
+        _fail(str(exc))
+    typer.echo(f"allowed {ae_title}" + (f" from {ip}" if ip else ""))
+
+
+@destinations_app.command("add")
+def destinations_add(
+    name: Annotated[str, typer.Argument(help="a name for the destination")],
+    address: Annotated[str, typer.Argument(help="AET@HOST:PORT")],
+    tls: Annotated[bool, typer.Option(help="DICOM TLS")] = False,
+    tls_ca: Annotated[Path | None, typer.Option(help="CA bundle (PEM)")] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Add (or update) a destination that receives the SEG results."""
+    import re
+
+    from rafss_core.store.repositories import audit
+    from rafss_core.store.repositories.deliveries import add_destination
+
+    m = re.fullmatch(r"([^@]{1,16})@([^:]+):(\d{1,5})", address)
+    if not m or not 0 < int(m.group(3)) < 65536:
+        _fail(f"destination {address!r} must look like AET@HOST:PORT, e.g. PACS@10.0.0.5:104")
+    assert m is not None
+    with _sessions(data_dir).begin() as s:
+        dest_id = add_destination(s, name=name, ae_title=m.group(1), host=m.group(2),
+                                  port=int(m.group(3)), tls_enabled=tls,
+                                  tls_ca_file=str(tls_ca) if tls_ca else None)
+        audit(s, actor="cli", action="destination.add", object_type="destination",
+              object_id=dest_id, details={"name": name, "address": address, "tls": tls})
+    typer.echo(f"destination {name}: {address}")
+
+
+@tasks_app.command("create")
+def tasks_create(
+    name: Annotated[str, typer.Argument()],
+    modality: Annotated[str, typer.Option(help="e.g. MR or CT")],
+    label: Annotated[list[str], typer.Option(help="NUMBER:NAME or NUMBER:NAME:SCHEME:CODE")],
+    k: Annotated[int, typer.Option(help="references per target slice")] = 4,
+    models: Annotated[str | None, typer.Option(help="default: the service's --models")] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Create a segmentation task with its labels."""
+    from rafss_core.curation import new_task
+    from rafss_core.segmentation.models import ModelNotFoundError, ModelSpecError
+
+    settings = _settings(data_dir)
+    spec = models or _service_models(settings)
+    try:
+        with _sessions(data_dir).begin() as s:
+            task = new_task(s, name, modality, label, spec, settings.models_dir, k=k)
+            task_id = task.id
+    except (ValueError, ModelSpecError, ModelNotFoundError) as exc:
+        _fail(str(exc))
+    except Exception as exc:  # e.g. a duplicate name
+        if "unique" in str(exc).lower():
+            _fail(f"a task named {name!r} already exists")
+        raise
+    typer.echo(f"task {name} (id {task_id}): models {spec}")
+
+
+def _service_models(settings: Any) -> str:
+    """The --models of `rafss up` on this data dir (recorded at start), else the setting."""
+    recorded = settings.data_dir / "service.json"
+    if recorded.exists():
+        return str(json.loads(recorded.read_text()).get("models", settings.models))
+    return str(settings.models)
+
+
+@routes_app.command("add")
+def routes_add(
+    task: Annotated[str, typer.Option(help="task name")],
+    modality: Annotated[str | None, typer.Option()] = None,
+    body_part: Annotated[str | None, typer.Option()] = None,
+    series_description: Annotated[str | None, typer.Option(help="regex (searched)")] = None,
+    calling_ae: Annotated[str | None, typer.Option()] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Route matching series to a task (unset criteria match anything)."""
+    import re
+
+    from rafss_core.curation import task_by_name
+    from rafss_core.store.models import RoutingRule
+    from rafss_core.store.repositories import audit
+
+    if series_description:
+        try:
+            re.compile(series_description)
+        except re.error as exc:
+            _fail(f"--series-description is not a valid regex: {exc}")
+    try:
+        with _sessions(data_dir).begin() as s:
+            rule = RoutingRule(task_id=task_by_name(s, task).id, modality=modality,
+                               body_part=body_part, series_description_regex=series_description,
+                               calling_ae=calling_ae)
+            s.add(rule)
+            s.flush()
+            audit(s, actor="cli", action="route.add", object_type="routing_rule",
+                  object_id=rule.id, details={"task": task, "modality": modality})
+            rule_id = rule.id
+    except LookupError as exc:
+        _fail(str(exc))
+    typer.echo(f"route {rule_id} -> {task}")
+
+
+@references_app.command("import")
+def references_import(
+    task: Annotated[str, typer.Option(help="task name")],
+    images: Annotated[Path | None, typer.Option(help="NIfTI images folder")] = None,
+    labels: Annotated[Path | None, typer.Option(help="NIfTI labels folder")] = None,
+    cases: Annotated[str | None, typer.Option(help="comma-separated case or patient ids")] = None,
+    dicom: Annotated[Path | None, typer.Option(help="DICOM series folder")] = None,
+    seg: Annotated[Path | None, typer.Option(help="DICOM-SEG annotating --dicom")] = None,
+    approve: Annotated[bool, typer.Option(help="approve the imported slices")] = False,
+    data_dir: DataDir = None,
+) -> None:
+    """Import reference annotations (NIfTI pairs, or a DICOM series + SEG) for a task."""
+    from rafss_core.curation import (
+        dicom_volume,
+        import_references,
+        nifti_volumes,
+        task_by_name,
+        task_segments,
+    )
+
+    settings = _settings(data_dir)
+    sessions = _sessions(data_dir)
+    try:
+        with sessions() as s:
+            t = task_by_name(s, task)
+            modality, segments = t.modality, task_segments(list(t.labels))
+        if images and labels:
+            wanted = [c.strip() for c in cases.split(",")] if cases else None
+            volumes = nifti_volumes(images, labels, wanted, modality)
+        elif dicom and seg:
+            volumes = [dicom_volume(dicom, seg, segments)]
+        else:
+            _fail("give --images and --labels (NIfTI), or --dicom and --seg (DICOM)")
+        report = import_references(sessions, task, volumes, approve, settings.models_dir)
+    except (LookupError, ValueError, FileNotFoundError) as exc:
+        _fail(str(exc))
+    typer.echo(f"task {task}: reference set v{report.reference_set_version}, "
+               f"{report.slices} slices from {report.volumes} volume(s), "
+               f"{report.approved} approved")
+
+
+@jobs_app.command("list")
+def jobs_list(
+    state: Annotated[str | None, typer.Option(help="queued, running, succeeded, failed, dead")]
+    = None,
+    limit: Annotated[int, typer.Option()] = 50,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    data_dir: DataDir = None,
+) -> None:
+    """List jobs, newest first."""
+    import sqlalchemy as sa
+    from rich.console import Console
+    from rich.table import Table
+
+    from rafss_core.store.models import Job, Task
+
+    with _sessions(data_dir)() as s:
+        q = sa.select(Job, Task.name).outerjoin(Task, Task.id == Job.task_id)
+        if state:
+            q = q.where(Job.state == state)
+        rows = s.execute(q.order_by(Job.id.desc()).limit(limit)).all()
+        items = [{"id": j.id, "kind": str(j.kind), "state": str(j.state), "task": name,
+                  "series_id": j.series_id, "attempts": j.attempts,
+                  "created_at": j.created_at.isoformat(timespec="seconds"),
+                  "last_error": j.last_error} for j, name in rows]
+    if as_json:
+        typer.echo(json.dumps(items, indent=2))
+        return
+    table = Table(title="jobs")
+    for col in ("id", "kind", "state", "task", "series", "attempts", "created", "last error"):
+        table.add_column(col)
+    for it in items:
+        table.add_row(str(it["id"]), it["kind"], it["state"], str(it["task"]),
+                      str(it["series_id"]), str(it["attempts"]), it["created_at"],
+                      (it["last_error"] or "")[:60])
+    Console().print(table)
+
+
+# -------------------------------------------------------------------------------- service
+
+
+@app.command("up")
+def up_cmd(
+    data_dir: DataDir = None,
+    scp_port: Annotated[int, typer.Option(help="Storage SCP port")] = 11112,
+    api_port: Annotated[int, typer.Option(help="HTTP API port")] = 8080,
+    ae_title: Annotated[str, typer.Option(help="RAFSS's AE title")] = "RAFSS",
+    series_quiet_seconds: Annotated[float, typer.Option(help="series closes after")] = 10.0,
+    models: Annotated[str, typer.Option(help="'tiny-random' or 'SAM,DINO' ids")] = "tiny-random",
+    host: Annotated[str, typer.Option(help="listen address for SCP and API")] = "127.0.0.1",
+    allow_any_ae: Annotated[bool, typer.Option(help="accept every calling AE (lab only)")]
+    = False,
+) -> None:
+    """Run everything with embedded defaults: Postgres, SCP, worker, loops and API."""
+    from rafss_core.config import Settings
+    from rafss_core.segmentation.models import ModelSpec, ModelSpecError, model_ids
+    from workers.service import Service, run_until_signalled
+
+    base = _settings(data_dir)
+    settings = Settings(**{**base.model_dump(), "scp_port": scp_port, "api_port": api_port,
+                           "ae_title": ae_title, "series_quiet_seconds": series_quiet_seconds,
+                           "models": models, "scp_host": host, "api_host": host,
+                           "allow_any_ae": allow_any_ae})
+    try:
+        spec = ModelSpec.parse(models)
+        model_ids(spec, settings.models_dir)  # fail fast on a model that was never imported
+    except (ModelSpecError, FileNotFoundError) as exc:
+        _fail(str(exc))
+    if spec.is_random:
+        logging.getLogger("rafss").warning(
+            "models=tiny-random: RANDOM WEIGHTS. Results are not clinically meaningful; import "
+            "real checkpoints with `rafss models import` and pass --models SAM,DINO")
+    run_until_signalled(Service(settings))
+
+
+@app.command("worker")
+def worker_cmd(
+    data_dir: DataDir = None,
+    pool: Annotated[str, typer.Option(help="solo or threads (CUDA is not fork-safe)")] = "solo",
+    concurrency: Annotated[int, typer.Option()] = 1,
+    queues: Annotated[str, typer.Option(help="comma-separated")] = "io,model",
+    loops: Annotated[bool, typer.Option(help="also run assembler/dispatcher/deliveries")]
+    = True,
+) -> None:
+    """A Celery worker (production: one per GPU), by default with the service loop."""
+    import os
+
+    from rafss_core.store.engine import database_url, make_engine, session_factory
+    from workers.celery_app import configure
+    from workers.dispatch import celery_enqueue
+    from workers.loops import ServiceLoop
+    from workers.service import delivery_step
+
+    if pool not in ("solo", "threads"):
+        _fail("--pool must be solo or threads: model work must not fork (CUDA is not fork-safe)")
+    settings = _settings(data_dir)
+    url = database_url(settings)
+    celery = configure(settings, url)
+    if loops:
+        sessions = session_factory(make_engine(url))
+        ServiceLoop(settings, sessions, celery_enqueue(celery),
+                    [delivery_step(settings, sessions)]).start()
+    celery.worker_main(["worker", "-P", pool, "-c", str(concurrency), "-Q", queues,
+                        "--loglevel", "INFO", "--without-gossip", "--without-mingle",
+                        "-n", f"rafss-{os.getpid()}@%h"])
+
+
+@app.command("scp")
+def scp_cmd(
+    data_dir: DataDir = None,
+    port: Annotated[int, typer.Option()] = 11112,
+    ae_title: Annotated[str, typer.Option()] = "RAFSS",
+    host: Annotated[str, typer.Option()] = "127.0.0.1",
+) -> None:
+    """The Storage SCP alone (production: its own process)."""
+    import signal
+    import threading
+
+    from rafss_core.store.engine import database_url, make_engine, session_factory
+    from services.scp import ScpConfig, run_scp
+
+    settings = _settings(data_dir)
+    sessions = session_factory(make_engine(database_url(settings)))
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    run_scp(ScpConfig.from_settings(settings, ae_title=ae_title, host=host, port=port),
+            sessions, stop)
+
+
+@app.command("api")
+def api_cmd(
+    data_dir: DataDir = None,
+    port: Annotated[int, typer.Option()] = 8080,
+    host: Annotated[str, typer.Option()] = "127.0.0.1",
+) -> None:
+    """The HTTP API alone (production: its own process)."""
+    import uvicorn
+
+    from rafss_core.store.engine import database_url, make_engine, session_factory
+    from services.api.app import create_app
+
+    sessions = session_factory(make_engine(database_url(_settings(data_dir))))
+    uvicorn.run(create_app(sessions), host=host, port=port)
+
+
+if __name__ == "__main__":
+    app()

@@ -27,10 +27,8 @@ from rafss_core.segmentation.models import ModelBundle, load_models
 from rafss_core.segmentation.pipeline import LabelMap, SegmentOptions, segment
 from rafss_core.segmentation.retrieval import ReferenceLibrary, ReferenceSlice
 from rafss_core.segmentation.volume import normalise
-from rafss_core.store.enums import DeliveryStatus, InstanceState
+from rafss_core.store.enums import InstanceState
 from rafss_core.store.models import (
-    Delivery,
-    Destination,
     Instance,
     Job,
     Label,
@@ -40,6 +38,7 @@ from rafss_core.store.models import (
     SliceEmbedding,
     Task,
 )
+from rafss_core.store.repositories.deliveries import create_deliveries_for_result
 from workers.jobs import Claim
 
 log = logging.getLogger(__name__)
@@ -163,22 +162,15 @@ def _write_atomic(path: Path, data: bytes) -> None:
 
 def encode_seg(inputs: JobInputs, loaded: Any, result: LabelMap, bundle: ModelBundle) -> Any:
     """The DICOM-SEG for a job's label map (highdicom), UIDs derived from the job key."""
-    from rafss_core.dicom.seg import AlgorithmInfo, CodeTriplet, SegmentSpec, write_seg
+    from rafss_core.dicom.seg import AlgorithmInfo, write_seg
 
-    segments = [
-        SegmentSpec(
-            number=lab.number, name=lab.name,
-            category=CodeTriplet(lab.category_value, lab.category_scheme, lab.category_meaning),
-            type=CodeTriplet(lab.type_value, lab.type_scheme, lab.type_meaning),
-            colour_rgb=lab.colour_rgb)
-        for lab in inputs.labels
-    ]
-    algorithm = AlgorithmInfo(
-        model_ids=[bundle.sam_id, bundle.dino_id],
-        reference_set_version=str(inputs.reference_set_version),
-    )
-    return write_seg(result.array, loaded, segments, algorithm, inputs.job.idempotency_key,
-                     seg_type=inputs.task.seg_type)
+    algorithm = AlgorithmInfo(model_ids=[bundle.sam_id, bundle.dino_id],
+                              reference_set_version=str(inputs.reference_set_version),
+                              task=inputs.task.name)
+    from rafss_core.curation import task_segments
+
+    return write_seg(result.array, loaded, task_segments(inputs.labels), algorithm,
+                     inputs.job.idempotency_key, seg_type=str(inputs.task.seg_type))
 
 
 def run_segment_job(ctx: WorkerContext, claim: Claim) -> None:
@@ -228,11 +220,6 @@ def run_segment_job(ctx: WorkerContext, claim: Claim) -> None:
         ).on_conflict_do_update(index_elements=["job_id"], set_={"path": str(path),
                                                                  "details": details})
             .returning(Result.id)).scalar_one()
-        destinations = s.execute(sa.select(Destination.id).where(Destination.enabled)).scalars()
-        for destination_id in destinations:
-            s.execute(pg_insert(Delivery).values(
-                result_id=result_id, destination_id=destination_id,
-                status=DeliveryStatus.PENDING.value, next_attempt_at=sa.func.now(),
-            ).on_conflict_do_nothing(index_elements=["result_id", "destination_id"]))
+        create_deliveries_for_result(s, result_id)
     log.info("job %s: SEG %s written (%d slices, weights=%s)", claim.job_id,
              seg.SOPInstanceUID, loaded.volume.num_slices, bundle.weights)

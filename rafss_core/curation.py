@@ -1,0 +1,194 @@
+"""Curation: create tasks and import reference annotations (Python twin of the admin CLI).
+
+An import embeds every slice of each annotated volume (empty slices too: they teach "absent"),
+stores image, mask and embedding as a new reference-set version, and approves the slices when
+asked. Approval is what makes a slice retrievable.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import sqlalchemy as sa
+from sqlalchemy.orm import Session, sessionmaker
+
+from rafss_core.segmentation.models import ModelBundle, embedder_id, load_models
+from rafss_core.segmentation.volume import Volume, normalise
+from rafss_core.store.enums import ReferenceOrigin
+from rafss_core.store.models import Label, Task
+from rafss_core.store.repositories import (
+    LabelSpec,
+    add_reference_slice,
+    approve_reference_slice,
+    create_reference_set,
+    create_task,
+)
+
+log = logging.getLogger(__name__)
+
+# Default codes for well-known label names (SNOMED CT); anything else gets a generic code.
+ANATOMY = ("SCT", "123037004", "Anatomical Structure")
+KNOWN_TYPES: dict[str, tuple[str, str, str]] = {
+    "LV": ("SCT", "32547003", "Left ventricle cavity"),
+    "RV": ("SCT", "71836000", "Right ventricle cavity"),
+    "MYO": ("SCT", "74281007", "Myocardium"),
+    "LIVER": ("SCT", "10200004", "Liver"),
+    "SPLEEN": ("SCT", "78961009", "Spleen"),
+    "KIDNEY": ("SCT", "64033007", "Kidney"),
+    "PANCREAS": ("SCT", "15776009", "Pancreas"),
+    "LUNG": ("SCT", "39607008", "Lung"),
+    "HEART": ("SCT", "80891009", "Heart"),
+    "AORTA": ("SCT", "15825003", "Aorta"),
+}
+GENERIC_TYPE = ("SCT", "91723000", "Anatomical Structure")
+PALETTE = ["#e6194b", "#3cb44b", "#4363d8", "#ffe119", "#f58231", "#911eb4", "#46f0f0",
+           "#f032e6", "#bcf60c", "#fabebe"]
+
+
+def parse_label(text: str, index: int) -> LabelSpec:
+    """``NUMBER:NAME`` or ``NUMBER:NAME:SCHEME:CODE`` (the code's meaning is the name)."""
+    parts = text.split(":")
+    if len(parts) not in (2, 4) or not parts[0].isdigit() or not parts[1]:
+        raise ValueError(f"label {text!r}: use NUMBER:NAME or NUMBER:NAME:SCHEME:CODE")
+    number, name = int(parts[0]), parts[1]
+    kind = KNOWN_TYPES.get(name.upper(), GENERIC_TYPE)
+    if len(parts) == 4:
+        kind = (parts[2], parts[3], name)
+    return LabelSpec(number, name, category=ANATOMY, type=kind,
+                     colour_rgb=PALETTE[index % len(PALETTE)])
+
+
+def new_task(session: Session, name: str, modality: str, labels: Sequence[str], models: str,
+             models_dir: Path, k: int = 4, actor: str = "cli") -> Task:
+    specs = [parse_label(text, i) for i, text in enumerate(labels)]
+    return create_task(session, name=name, modality=modality.upper(), labels=specs,
+                       embedder_id=embedder_id(models, models_dir), segmenter_id=models,
+                       k=k, actor=actor)
+
+
+def task_segments(labels: Sequence[Label]) -> list[Any]:
+    """A task's labels as DICOM-SEG segment descriptions."""
+    from rafss_core.dicom.seg import CodeTriplet, SegmentSpec
+
+    return [
+        SegmentSpec(
+            label=lab.number, name=lab.name,
+            category=CodeTriplet(lab.category_value, lab.category_scheme, lab.category_meaning),
+            type=CodeTriplet(lab.type_value, lab.type_scheme, lab.type_meaning),
+            color=(int(lab.colour_rgb[1:3], 16), int(lab.colour_rgb[3:5], 16),
+                   int(lab.colour_rgb[5:7], 16)))
+        for lab in labels
+    ]
+
+
+def task_by_name(session: Session, name: str) -> Task:
+    task = session.execute(sa.select(Task).where(Task.name == name)).scalar_one_or_none()
+    if task is None:
+        raise LookupError(f"no task named {name!r}; create it with `rafss tasks create`")
+    return task
+
+
+@dataclass(frozen=True)
+class AnnotatedVolume:
+    """A volume plus label map and, per slice, where it came from."""
+
+    volume: Volume
+    labels: np.ndarray
+    study_uid: str
+    series_uid: str
+    sop_uids: list[str]
+    seg_uid: str | None = None
+
+
+@dataclass(frozen=True)
+class ImportReport:
+    reference_set_version: int
+    slices: int
+    approved: int
+    volumes: int
+
+
+def import_references(
+    sessions: sessionmaker[Session], task_name: str, volumes: Sequence[AnnotatedVolume],
+    approve: bool, models_dir: Path, actor: str = "cli", bundle: ModelBundle | None = None,
+    origin: ReferenceOrigin = ReferenceOrigin.IMPORT,
+) -> ImportReport:
+    """Embed and store every slice of the volumes as a new reference-set version."""
+    from tqdm import tqdm
+
+    with sessions() as s:
+        task = task_by_name(s, task_name)
+        task_id, modality, spec, want_id = task.id, task.modality, task.segmenter_id, \
+            task.embedder_id
+    bundle = bundle or load_models(spec, models_dir)
+    embedder = bundle.embedder()
+    if embedder.embedder_id != want_id:
+        raise ValueError(f"task {task_name!r} expects embedder {want_id!r}, models give "
+                         f"{embedder.embedder_id!r}")
+    total = approved = 0
+    with sessions.begin() as s:
+        ref_set = create_reference_set(s, task_id=task_id, actor=actor,
+                                       note=f"import of {len(volumes)} volume(s)")
+        version = ref_set.version
+        for av in tqdm(volumes, desc="import references", unit="volume"):
+            images = normalise(av.volume)
+            emb = embedder.embed(images)
+            for z in range(av.volume.num_slices):
+                ref = add_reference_slice(
+                    s, reference_set_id=ref_set.id, study_instance_uid=av.study_uid,
+                    series_instance_uid=av.series_uid, sop_instance_uid=av.sop_uids[z],
+                    slice_index=z, image=images[z], mask=av.labels[z].astype(np.uint8),
+                    modality=modality, actor=actor, origin=origin, seg_sop_instance_uid=av.seg_uid,
+                    embedding=emb[z], embedder_id=embedder.embedder_id)
+                total += 1
+                if approve:
+                    approve_reference_slice(s, ref.id, actor=actor)
+                    approved += 1
+    log.info("task %s: reference set v%d with %d slices (%d approved)", task_name, version,
+             total, approved)
+    return ImportReport(version, total, approved, len(volumes))
+
+
+def nifti_volumes(images_dir: Path, labels_dir: Path, cases: Sequence[str] | None,
+                  modality: str) -> list[AnnotatedVolume]:
+    """NIfTI pairs; UIDs are derived from the case id (NIfTI has none)."""
+    from pydicom.uid import generate_uid
+
+    from rafss_core.datasets.nifti import read_volume
+    from rafss_core.predict import case_id_of, reference_pairs
+
+    out = []
+    for image, label in reference_pairs(images_dir, labels_dir):
+        case = case_id_of(image)
+        if cases and case not in cases and case.split("_")[0] not in cases:
+            continue
+        volume = read_volume(image, modality)
+        labels = read_volume(label).array.astype(np.int16)
+        series = generate_uid(prefix=None, entropy_srcs=["nifti-series", case])
+        out.append(AnnotatedVolume(
+            volume, labels, generate_uid(prefix=None, entropy_srcs=["nifti-study", case]),
+            series, [generate_uid(prefix=None, entropy_srcs=[series, str(z)])
+                     for z in range(volume.num_slices)]))
+    if cases and not out:
+        raise FileNotFoundError(f"none of the cases {list(cases)} found in {images_dir}")
+    return out
+
+
+def dicom_volume(dicom_dir: Path, seg_file: Path, segments: Sequence[Any] | None = None
+                 ) -> AnnotatedVolume:
+    """A DICOM series plus a DICOM-SEG that annotates it; with the task's ``segments`` the SEG's
+    segments are matched to the task's labels by code, then by name."""
+    from rafss_core.dicom.seg import read_seg
+    from rafss_core.dicom.series import load_series
+
+    files = sorted(p for p in dicom_dir.rglob("*") if p.is_file())
+    loaded = load_series(files)
+    decoded = read_seg(seg_file, loaded, segments=segments)
+    return AnnotatedVolume(loaded.volume, decoded.labels, loaded.study_instance_uid,
+                           loaded.series_instance_uid, loaded.sop_instance_uids,
+                           decoded.sop_instance_uid)
