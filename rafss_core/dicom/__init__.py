@@ -8,7 +8,7 @@ pyjpegls (JPEG-LS) and python-gdcm (JPEG lossless); pylibjpeg + pylibjpeg-openjp
 and HTJ2K (decode and encode). pylibjpeg-libjpeg (GPLv3) is deliberately not used.
 """
 
-from rafss_core.dicom.errors import SeriesError, SegError
+from rafss_core.dicom.errors import SegError, SeriesError
 from rafss_core.dicom.seg import (
     AlgorithmInfo,
     CodeTriplet,

@@ -276,9 +276,9 @@ def _ordered_segments(segments: Sequence[SegmentSpec]) -> list[SegmentSpec]:
 
 def _to_segment_numbers(array: np.ndarray, ordered: Sequence[SegmentSpec]) -> np.ndarray:
     """Map label values to segment numbers 1..N (0 stays background)."""
-    if not np.issubdtype(array.dtype, np.integer) and array.dtype != np.bool_:
-        if not np.array_equal(array, np.round(array)):
-            raise SegError("label map must hold integer label values")
+    integral = np.issubdtype(array.dtype, np.integer) or array.dtype == np.bool_
+    if not integral and not np.array_equal(array, np.round(array)):
+        raise SegError("label map must hold integer label values")
     array = array.astype(np.int64)
     present = np.unique(array)
     known = {s.label for s in ordered}

@@ -257,7 +257,7 @@ def _enhanced_frame(ds: Dataset, index: int) -> _Frame:
         item("PlaneOrientationSequence"),
         item("PixelMeasuresSequence"),
     )
-    if position is None or orientation is None or measures is None or "PixelSpacing" not in measures:
+    if None in (position, orientation, measures) or "PixelSpacing" not in measures:
         raise SeriesError(
             f"{where} lacks a Plane Position, Plane Orientation or Pixel Measures functional "
             "group, so it cannot be placed in space"

@@ -78,7 +78,7 @@ def test_single_slice_uses_spacing_between_slices(acdc_series: AcdcSeries) -> No
     assert loaded.volume.spacing == pytest.approx(acdc_series.volume.spacing)
 
 
-def _edited(acdc_series: AcdcSeries, tmp_path: Path, index: int, edit) -> list[Path]:  # noqa: ANN001
+def _edited(acdc_series: AcdcSeries, tmp_path: Path, index: int, edit) -> list[Path]:
     def one(i: int, ds: Dataset) -> None:
         if i == index:
             edit(ds)
@@ -129,7 +129,7 @@ def _no_orientation(ds: Dataset) -> None:
     ],
 )
 def test_irregular_series_is_rejected(acdc_series: AcdcSeries, tmp_path: Path, index: int,
-                                      edit, message: str) -> None:  # noqa: ANN001
+                                      edit, message: str) -> None:
     paths = _edited(acdc_series, tmp_path, index, edit)
     with pytest.raises(SeriesError, match=message) as info:
         load_series(paths)
