@@ -12,7 +12,7 @@ embedded ``rafss up`` needs no external service.
 from __future__ import annotations
 
 from celery import Celery
-from kombu import Queue
+from kombu import Exchange, Queue
 
 from rafss_core.config import Settings
 
@@ -24,15 +24,15 @@ app.conf.update(
     task_acks_late=True,
     task_reject_on_worker_lost=True,
     worker_prefetch_multiplier=1,
-    task_queues=(Queue(IO_QUEUE), Queue(MODEL_QUEUE)),
+    task_queues=(Queue(IO_QUEUE, Exchange(IO_QUEUE), routing_key=IO_QUEUE),
+                 Queue(MODEL_QUEUE, Exchange(MODEL_QUEUE), routing_key=MODEL_QUEUE)),
     task_default_queue=IO_QUEUE,
-    task_routes={"rafss.run_job": {"queue": MODEL_QUEUE}},
+    task_routes={"rafss.run_job": {"queue": MODEL_QUEUE, "routing_key": MODEL_QUEUE}},
     task_ignore_result=True,
     task_serializer="json",
     accept_content=["json"],
     worker_hijack_root_logger=False,
     broker_connection_retry_on_startup=True,
-    broker_transport_options={"visibility_timeout": 3600},
 )
 
 
@@ -49,6 +49,10 @@ def broker_url(settings: Settings, database_url: str | None = None) -> str:
 
 def configure(settings: Settings, database_url: str | None = None) -> Celery:
     app.conf.broker_url = broker_url(settings, database_url)
+    if app.conf.broker_url.startswith("redis"):
+        # unacked messages of a dead worker come back after this; the dispatcher's stale-job
+        # recovery usually re-enqueues sooner
+        app.conf.broker_transport_options = {"visibility_timeout": 3600}
     limit = settings.job_time_limit_seconds
     app.conf.task_time_limit = limit
     app.conf.task_soft_time_limit = max(1, limit - 60)
