@@ -35,6 +35,7 @@ from pydicom.sr.codedict import codes
 from pydicom.uid import ExplicitVRLittleEndian
 
 from rafss_core.dicom.errors import SegError
+from rafss_core.dicom.seg_geometry import masks_by_geometry
 from rafss_core.dicom.series import LoadedSeries
 
 if TYPE_CHECKING:
@@ -441,31 +442,40 @@ def _check_source(seg: hd.seg.Segmentation, source: LoadedSeries) -> None:
 def _pixels_by_source(
     seg: hd.seg.Segmentation, source: LoadedSeries, numbers: Sequence[int]
 ) -> np.ndarray:
-    """``(Z, Y, X, S)`` boolean masks, one channel per segment number, in source z order."""
+    """``(Z, Y, X, S)`` boolean masks, one channel per segment number, in source z order.
+
+    Frames are placed by their source-image references (as highdicom writes them); a SEG
+    without usable references (some viewers and converters) is placed by its plane positions.
+    """
     try:
         if source.is_multiframe:
             uids = list(dict.fromkeys(source.sop_instance_uids))
             if len(uids) != 1:
-                raise SegError(
-                    f"series {source.series_instance_uid} has {len(uids)} multi-frame instances;"
-                    " only SEGs of a single multi-frame instance can be read"
-                )
+                raise SegError(f"series has {len(uids)} multi-frame instances")
             frames = [int(inst.frame_number or 1) for inst in source.instances]
             pixels = seg.get_pixels_by_source_frame(
                 uids[0], source_frame_numbers=frames, segment_numbers=numbers,
-                combine_segments=False, dtype=np.uint8, assert_missing_frames_are_empty=True,
+                combine_segments=False, dtype=np.float32, assert_missing_frames_are_empty=True,
             )
         else:
             pixels = seg.get_pixels_by_source_instance(
                 source.sop_instance_uids, segment_numbers=numbers,
-                combine_segments=False, dtype=np.uint8, assert_missing_frames_are_empty=True,
+                combine_segments=False, dtype=np.float32, assert_missing_frames_are_empty=True,
             )
-    except (ValueError, KeyError, AttributeError, IndexError) as exc:
-        raise SegError(
-            f"SEG {seg.SOPInstanceUID} cannot be mapped onto series "
-            f"{source.series_instance_uid} by its source-image references: {exc}"
-        ) from exc
-    return pixels > 0
+    except (ValueError, KeyError, AttributeError, IndexError, RuntimeError) as exc:
+        log.info(
+            "SEG %s: source-image references unusable (%s); placing frames by geometry",
+            seg.SOPInstanceUID, type(exc).__name__,
+        )
+        try:
+            return masks_by_geometry(seg, source.volume, numbers)
+        except SegError as geometry_error:
+            raise SegError(
+                f"SEG {seg.SOPInstanceUID} cannot be mapped onto series "
+                f"{source.series_instance_uid}: by source-image references: {exc}; "
+                f"by geometry: {geometry_error}"
+            ) from exc
+    return pixels >= 0.5  # binary and label-map masks are 0/1; fractional ones are rescaled
 
 
 def _spec_from_description(desc: hd.seg.SegmentDescription) -> SegmentSpec:

@@ -185,3 +185,32 @@ def test_bad_inputs_raise_clear_errors(acdc_series: AcdcSeries, source: LoadedSe
         read_seg(seg, other)
     with pytest.raises(SegError, match="match no single task label"):
         read_seg(seg, source, segments=[SegmentSpec(1, "Liver")])
+
+
+@pytest.mark.parametrize("seg_type", SEG_TYPES)
+def test_seg_without_source_references_is_placed_by_geometry(
+    acdc_series: AcdcSeries, source: LoadedSeries, seg_type: str
+) -> None:
+    """Some viewers write no per-frame source references: frames go by plane position."""
+    labels = acdc_series.labels.copy()
+    labels[0] = 0  # an omitted frame too
+    seg = write_seg(labels, source, ACDC_SEGMENTS, ALGORITHM, "job-geo",
+                    seg_type=seg_type)  # type: ignore[arg-type]
+    for group in seg.PerFrameFunctionalGroupsSequence:
+        del group.DerivationImageSequence
+    stripped = pydicom.dcmread(_to_bytes(seg))
+    np.testing.assert_array_equal(read_seg(stripped, source).labels, labels)
+
+    shifted = pydicom.dcmread(_to_bytes(seg))
+    pos = shifted.PerFrameFunctionalGroupsSequence[0].PlanePositionSequence[0]
+    pos.ImagePositionPatient = [float(pos.ImagePositionPatient[0]) + 0.75,
+                                *pos.ImagePositionPatient[1:]]
+    with pytest.raises(SegError, match="by geometry: frame 1 does not start"):
+        read_seg(shifted, source)
+
+
+def _to_bytes(ds: pydicom.Dataset) -> pydicom.filebase.DicomBytesIO:
+    buffer = pydicom.filebase.DicomBytesIO()
+    ds.save_as(buffer)
+    buffer.seek(0)
+    return buffer
