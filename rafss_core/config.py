@@ -45,6 +45,9 @@ class Settings(BaseSettings):
     job_heartbeat_seconds: float = 5.0
     job_max_attempts: int = 5
     job_time_limit_seconds: int = 3600
+    # delivery (SCU) retries: base * 2**(n-1) seconds between attempts, then dead-letter
+    delivery_backoff_seconds: float = 30.0
+    delivery_max_attempts: int = 8
     # API
     api_host: str = "127.0.0.1"
     api_port: int = 8080

@@ -177,10 +177,14 @@ class ApiServer:
 
 def delivery_step(settings: Settings, sessions: Any) -> Any:
     """One loop step that attempts every due delivery (SCU, with backoff and dead-lettering)."""
-    from services.scu import deliver_due
+    from services.scu import RetryPolicy, ScuOptions, deliver_due
+
+    policy = RetryPolicy(base_seconds=settings.delivery_backoff_seconds,
+                         max_attempts=settings.delivery_max_attempts)
+    options = ScuOptions(calling_ae=settings.ae_title)
 
     def step() -> None:
-        deliver_due(sessions)
+        deliver_due(sessions, policy=policy, options=options)
 
     return step
 
