@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import shutil
 import subprocess
 import sys
@@ -9,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import highdicom as hd
 import numpy as np
 import pydicom
 import pytest
@@ -96,3 +98,26 @@ def rewrite(paths: list[Path], out_dir: Path, edit: Callable[[int, Dataset], Non
         ds.save_as(target, enforce_file_format=True)
         out.append(target)
     return out
+
+
+MR_ONLY = ("ScanningSequence", "SequenceVariant", "ScanOptions", "MRAcquisitionType",
+           "RepetitionTime", "EchoTime", "EchoTrainLength")
+
+
+def shuffled_datasets(acdc_series: AcdcSeries) -> list[Dataset]:
+    """The series' datasets in a non-spatial order, with a VOI window (for the converters)."""
+    datasets = [pydicom.dcmread(p) for p in acdc_series.paths]
+    for ds in datasets:  # the converter needs a VOI window for the Frame VOI LUT macro
+        ds.WindowCenter, ds.WindowWidth = 2000, 4000
+    random.Random(7).shuffle(datasets)  # frames in a non-spatial order
+    return datasets
+
+
+def enhanced_mr(acdc_series: AcdcSeries, path: Path) -> Path:
+    """A Legacy Converted Enhanced MR (one multi-frame file, frames shuffled) of the series."""
+    mf = hd.legacy.LegacyConvertedEnhancedMRImage(
+        shuffled_datasets(acdc_series), series_instance_uid=hd.UID(), series_number=2,
+        sop_instance_uid=hd.UID(), instance_number=1,
+    )
+    mf.save_as(path)
+    return path

@@ -26,8 +26,8 @@ from tests.unit.dicom.helpers import (
     AcdcSeries,
     dciodvfy,
     dciodvfy_programs,
+    enhanced_mr,
 )
-from tests.unit.dicom.test_series_enhanced import enhanced_mr
 
 pytestmark = pytest.mark.data
 SEG_TYPES = ("BINARY", "LABELMAP")

@@ -2,41 +2,18 @@
 
 from __future__ import annotations
 
-import random
 from pathlib import Path
 
 import highdicom as hd
 import numpy as np
 import pydicom
 import pytest
-from pydicom.dataset import Dataset
 from pydicom.uid import CTImageStorage
 
 from rafss_core.dicom import SeriesError, load_series
-from tests.unit.dicom.helpers import AcdcSeries
+from tests.unit.dicom.helpers import MR_ONLY, AcdcSeries, enhanced_mr, shuffled_datasets
 
 pytestmark = pytest.mark.data
-
-MR_ONLY = ("ScanningSequence", "SequenceVariant", "ScanOptions", "MRAcquisitionType",
-           "RepetitionTime", "EchoTime", "EchoTrainLength")
-
-
-def _shuffled_datasets(acdc_series: AcdcSeries) -> list[Dataset]:
-    datasets = [pydicom.dcmread(p) for p in acdc_series.paths]
-    for ds in datasets:  # the converter needs a VOI window for the Frame VOI LUT macro
-        ds.WindowCenter, ds.WindowWidth = 2000, 4000
-    random.Random(7).shuffle(datasets)  # frames in a non-spatial order
-    return datasets
-
-
-def enhanced_mr(acdc_series: AcdcSeries, path: Path) -> Path:
-    mf = hd.legacy.LegacyConvertedEnhancedMRImage(
-        _shuffled_datasets(acdc_series), series_instance_uid=hd.UID(), series_number=2,
-        sop_instance_uid=hd.UID(), instance_number=1,
-    )
-    mf.save_as(path)
-    return path
-
 
 def test_enhanced_mr_loads_to_the_same_volume(acdc_series: AcdcSeries, tmp_path: Path) -> None:
     path = enhanced_mr(acdc_series, tmp_path / "enhanced_mr.dcm")
@@ -52,7 +29,7 @@ def test_enhanced_mr_loads_to_the_same_volume(acdc_series: AcdcSeries, tmp_path:
 
 
 def test_enhanced_ct_applies_per_frame_rescale(acdc_series: AcdcSeries, tmp_path: Path) -> None:
-    datasets = _shuffled_datasets(acdc_series)
+    datasets = shuffled_datasets(acdc_series)
     for ds in datasets:
         ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = CTImageStorage
         ds.Modality = "CT"
