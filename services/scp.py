@@ -97,7 +97,6 @@ class ScpConfig:
     acse_timeout: float = 30.0
     dimse_timeout: float = 60.0
     network_timeout: float = 60.0
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def quarantine_path(self) -> Path:
