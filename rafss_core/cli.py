@@ -23,10 +23,13 @@ DataDir = Annotated[Path | None, typer.Option("--data-dir", help="default: $RAFS
 
 @app.callback()
 def main(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> None:
+    from rich.console import Console
     from rich.logging import RichHandler
 
+    # logs go to stderr so that stdout stays machine-readable (e.g. `rafss jobs list --json`)
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(message)s",
-                        handlers=[RichHandler(show_path=False, rich_tracebacks=False)])
+                        handlers=[RichHandler(console=Console(stderr=True), show_path=False,
+                                              rich_tracebacks=False)])
 
 
 def _fail(message: str) -> None:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from pathlib import Path
 
 import numpy as np
-from pydicom.dataset import FileMetaDataset
 from pydicom.dataset import Dataset as PydicomDataset
-from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
+from pydicom.dataset import FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage
 
 from rafss_core.segmentation.volume import Volume
 
@@ -17,8 +18,8 @@ ACDC = REPO.parent / "shared" / "data" / "acdc"
 
 
 def uid(*parts: object) -> str:
-    """A deterministic UID for the given parts (2.25 root, as pydicom derives it)."""
-    return generate_uid(prefix=None, entropy_srcs=[str(p) for p in parts])
+    """A deterministic UID for the given parts: a name-based UUID under the 2.25 root."""
+    return f"2.25.{uuid.uuid5(uuid.NAMESPACE_URL, '/'.join(map(str, parts))).int}"
 
 
 def volume_to_mr_series(
