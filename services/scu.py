@@ -127,13 +127,16 @@ def _associate(destination: DestinationInfo, ae: AE) -> Association:
     )
 
 
-def _association_error(assoc: Association, destination: DestinationInfo) -> str:
+def _association_error(assoc: Association, destination: DestinationInfo) -> tuple[str, bool]:
+    """Why the association failed, and whether retrying cannot help."""
     where = f"{destination.ae_title}@{destination.host}:{destination.port}"
     if assoc.is_rejected:
-        return f"association rejected by {where}; check the destination's AE allow-list"
-    if assoc.is_aborted:
-        return f"association aborted by {where} (or TLS failed); check the destination"
-    return f"cannot connect to {where}; the destination is down or unreachable"
+        return f"association rejected by {where}; check the destination's AE allow-list", False
+    if assoc.acceptor.primitive is None:  # no A-ASSOCIATE-AC/RJ came back
+        return f"cannot connect to {where}: down, unreachable or TLS handshake failed", False
+    if not assoc.accepted_contexts and assoc.rejected_contexts:
+        return f"{where} does not accept this SOP class or transfer syntax", True
+    return f"association aborted by {where}; check the destination's log", False
 
 
 def send_files(
@@ -175,8 +178,8 @@ def _send_datasets(
         ae.add_requested_context(sop_class, ts_list)
     assoc = _associate(destination, ae)
     if not assoc.is_established:
-        error = _association_error(assoc, destination)
-        return {p: StoreOutcome(p, None, error) for p in datasets}
+        error, permanent = _association_error(assoc, destination)
+        return {p: StoreOutcome(p, None, error, permanent) for p in datasets}
     outcomes: dict[str, StoreOutcome] = {}
     try:
         for path, ds in datasets.items():

@@ -96,9 +96,14 @@ class StoreSCP:
     port: int
     ae_title: str
     directory: Path
+    log_path: Path
 
     def files(self) -> list[Path]:
         return sorted(p for p in self.directory.iterdir() if p.is_file())
+
+    def associations(self) -> int:
+        """How many associations it has accepted so far (port probes are not counted)."""
+        return self.log_path.read_text(errors="replace").count("Association Acknowledged")
 
 
 @contextmanager
@@ -107,13 +112,15 @@ def dcmtk_storescp(
 ) -> Iterator[StoreSCP]:
     directory.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
-    # +xa: accept all supported transfer syntaxes; -su '': no study subdirectories
-    cmd = ["storescp", "-aet", ae_title, "+xa", "-od", str(directory), str(port)]
-    process = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    log_path = directory.parent / f"{directory.name}-storescp.log"
+    # -v: log associations; +xa: accept all supported transfer syntaxes
+    cmd = ["storescp", "-v", "-aet", ae_title, "+xa", "-od", str(directory), str(port)]
+    with log_path.open("ab") as log:
+        process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
     try:
         wait_until(lambda: port_open(port) or process.poll() is not None, what="storescp")
-        assert process.poll() is None, "storescp exited at start"
-        yield StoreSCP(process, port, ae_title, directory)
+        assert process.poll() is None, log_path.read_text()
+        yield StoreSCP(process, port, ae_title, directory, log_path)
     finally:
         process.terminate()
         process.wait(timeout=30)
