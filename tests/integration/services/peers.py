@@ -41,7 +41,9 @@ def port_open(port: int) -> bool:
 
 
 def run(cmd: Sequence[str], timeout: float = 300.0) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(list(cmd), capture_output=True, text=True, timeout=timeout, check=False)
+    return subprocess.run(
+        list(cmd), capture_output=True, text=True, errors="replace", timeout=timeout, check=False
+    )
 
 
 def storescu(
