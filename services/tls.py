@@ -19,14 +19,14 @@ class TlsServerConfig:
 
 def server_context(config: TlsServerConfig) -> ssl.SSLContext:
     """A server-side context refusing anything older than TLS 1.2."""
+    if config.require_client_cert and config.ca_file is None:
+        raise ValueError("require_client_cert needs ca_file: set the CA that signs clients")
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.load_cert_chain(certfile=str(config.cert_file), keyfile=str(config.key_file))
     if config.ca_file is not None:
         context.load_verify_locations(cafile=str(config.ca_file))
     if config.require_client_cert:
-        if config.ca_file is None:
-            raise ValueError("require_client_cert needs ca_file: set the CA that signs clients")
         context.verify_mode = ssl.CERT_REQUIRED
     return context
 
