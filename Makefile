@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.rafss-installed
-DATA ?= ../shared/data/acdc
+MODELS ?= tiny-random
 
 .PHONY: install up test lint clean
 
@@ -19,8 +19,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 up: install
-	$(BIN)/rafss eval --data $(DATA) --refs 2 --queries 1 --k 4 --models tiny-random \
-	  --baseline label-transfer --json out/eval.json
+	$(BIN)/rafss up --models $(MODELS)
 
 test: install
 	$(BIN)/ruff check .
