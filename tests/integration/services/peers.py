@@ -110,13 +110,17 @@ class StoreSCP:
 
 @contextmanager
 def dcmtk_storescp(
-    directory: Path, *, port: int | None = None, ae_title: str = "DCMTKSCP"
+    directory: Path,
+    *,
+    port: int | None = None,
+    ae_title: str = "DCMTKSCP",
+    extra: Sequence[str] = (),
 ) -> Iterator[StoreSCP]:
     directory.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
     log_path = directory.parent / f"{directory.name}-storescp.log"
     # -v: log associations; +xa: accept all supported transfer syntaxes
-    cmd = ["storescp", "-v", "-aet", ae_title, "+xa", "-od", str(directory), str(port)]
+    cmd = ["storescp", "-v", "-aet", ae_title, "+xa", *extra, "-od", str(directory), str(port)]
     with log_path.open("ab") as log:
         process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
     try:
