@@ -38,6 +38,11 @@ class Settings(BaseSettings):
     scp_host: str = "127.0.0.1"
     scp_port: int = 11112
     allow_any_ae: bool = False
+    # optional DICOM TLS for the SCP (PEM paths; TLS 1.2+); a CA enables client verification
+    scp_tls_cert: Path | None = None
+    scp_tls_key: Path | None = None
+    scp_tls_ca: Path | None = None
+    scp_tls_require_client_cert: bool = False
     # worker loops
     series_quiet_seconds: float = 10.0
     loop_interval_seconds: float = 1.0

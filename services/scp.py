@@ -109,6 +109,12 @@ class ScpConfig:
             "spool_dir": settings.data_dir / "spool",
             "quarantine_dir": settings.data_dir / "quarantine",
         }
+        if settings.scp_tls_cert or settings.scp_tls_key:
+            if not (settings.scp_tls_cert and settings.scp_tls_key):
+                raise ValueError("DICOM TLS needs both RAFSS_SCP_TLS_CERT and RAFSS_SCP_TLS_KEY")
+            values["tls"] = TlsServerConfig(
+                settings.scp_tls_cert, settings.scp_tls_key, settings.scp_tls_ca,
+                settings.scp_tls_require_client_cert)
         values.update(overrides)
         return cls(**values)
 

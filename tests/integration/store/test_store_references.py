@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
-from store_helpers import ACTOR, add_slices, new_task
 
 from rafss_core.store.enums import ReferenceState
 from rafss_core.store.models import AuditEntry, ReferenceSet, ReferenceSlice
@@ -18,6 +17,7 @@ from rafss_core.store.repositories import (
     revoke_reference_slice,
 )
 from rafss_core.store.vector import PgVectorIndex
+from tests.integration.store.store_helpers import ACTOR, add_slices, new_task
 
 DIM = 16
 

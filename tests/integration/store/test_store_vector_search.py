@@ -9,11 +9,11 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
-from store_helpers import Library, add_slices, new_task
 
 from rafss_core.segmentation.retrieval import ExactIndex, ReferenceIndex
 from rafss_core.store.engine import make_engine, session_factory
 from rafss_core.store.vector import PgVectorIndex, index_name
+from tests.integration.store.store_helpers import Library, add_slices, new_task
 
 DIM = 64
 N_TASKS = 10
