@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -89,18 +90,25 @@ def fresh_database_url(pg_server_url: str) -> Iterator[str]:
         drop_database(pg_server_url, name)
 
 
-@pytest.fixture(scope="session")
-def migrated_database_url(pg_server_url: str) -> Iterator[str]:
-    """A database migrated to the Alembic head, shared by the whole session."""
+@contextmanager
+def migrated_database(server_url: str, prefix: str = "rafss_test") -> Iterator[str]:
+    """A new database migrated to the Alembic head, dropped on exit."""
     from rafss_core.store.admin import upgrade
 
-    name = f"rafss_test_{uuid.uuid4().hex[:12]}"
-    url = create_database(pg_server_url, name)
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    url = create_database(server_url, name)
     upgrade(url=url)
     try:
         yield url
     finally:
-        drop_database(pg_server_url, name)
+        drop_database(server_url, name)
+
+
+@pytest.fixture(scope="session")
+def migrated_database_url(pg_server_url: str) -> Iterator[str]:
+    """A database migrated to the Alembic head, shared by the whole session."""
+    with migrated_database(pg_server_url) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

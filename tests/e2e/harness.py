@@ -27,6 +27,11 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def port_open(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
 def wait_for(predicate: Callable[[], Any], timeout: float, what: str, every: float = 0.5) -> Any:
     """Poll until ``predicate()`` is truthy (not a timed assertion: a generous upper bound)."""
     deadline = time.monotonic() + timeout
@@ -137,12 +142,7 @@ class StoreSCP:
         self.process = subprocess.Popen(
             ["storescp", "-aet", "PACS", "-od", str(self.out_dir), "+uf", str(self.port)],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-        def up() -> bool:
-            with socket.socket() as s:
-                return s.connect_ex(("127.0.0.1", self.port)) == 0
-
-        wait_for(up, 30, "storescp to listen")
+        wait_for(lambda: port_open(self.port), 30, "storescp to listen")
         return self
 
     def received(self) -> list[Path]:
@@ -178,12 +178,7 @@ class RedisServer:
             [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
              "--appendonly", "no", "--dir", str(self.work_dir)],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-        def up() -> bool:
-            with socket.socket() as s:
-                return s.connect_ex(("127.0.0.1", self.port)) == 0
-
-        wait_for(up, 30, "redis-server to listen")
+        wait_for(lambda: port_open(self.port), 30, "redis-server to listen")
         return self
 
     def stop(self) -> None:
