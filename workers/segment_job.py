@@ -82,11 +82,11 @@ class StoredReferenceSlices(Mapping[str, ReferenceSlice]):
         if key not in self._cache:
             from rafss_core.store.repositories import load_reference_slices
 
-            with self._sessions() as s:
-                found = load_reference_slices(s, [key])
-            if key not in found:
-                raise KeyError(key)
-            self._cache[key] = found[key]
+            try:
+                with self._sessions() as s:
+                    self._cache[key] = load_reference_slices(s, [key])[key]
+            except LookupError as exc:
+                raise KeyError(key) from exc
         return self._cache[key]
 
     def __iter__(self) -> Iterator[str]:

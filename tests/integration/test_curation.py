@@ -1,0 +1,115 @@
+"""Curation on a real database: tasks, NIfTI and DICOM+SEG reference imports, retrieval."""
+
+from __future__ import annotations
+
+import uuid
+
+import numpy as np
+import pytest
+import sqlalchemy as sa
+
+from rafss_core.curation import (
+    dicom_volume,
+    import_references,
+    new_task,
+    nifti_volumes,
+    parse_label,
+    task_by_name,
+    task_segments,
+)
+from rafss_core.segmentation.models import load_models
+from rafss_core.segmentation.volume import normalise
+from rafss_core.store.models import ReferenceSlice
+from rafss_core.store.vector import PgVectorIndex
+from tests.factories import ACDC, acdc_case, volume_to_mr_series
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return load_models("tiny-random")
+
+
+def test_parse_label_codes():
+    lv = parse_label("3:LV", 0)
+    assert (lv.number, lv.name, lv.type) == (3, "LV", ("SCT", "32547003",
+                                                       "Left ventricle cavity"))
+    custom = parse_label("4:Scar:SCT:12345", 1)
+    assert custom.type == ("SCT", "12345", "Scar") and custom.colour_rgb != lv.colour_rgb
+    assert parse_label("5:Thing", 2).type[1] == "91723000"  # generic anatomical structure
+    for bad in ["LV", "x:LV", "1:", "1:a:b"]:
+        with pytest.raises(ValueError, match="NUMBER:NAME"):
+            parse_label(bad, 0)
+
+
+def _task(sessions, tmp_path) -> str:
+    name = f"cardiac-{uuid.uuid4().hex[:6]}"
+    with sessions.begin() as s:
+        new_task(s, name, "mr", ["1:RV", "2:MYO", "3:LV"], "tiny-random", tmp_path, k=2)
+    return name
+
+
+def test_nifti_import_is_approved_and_retrievable(db_session_factory, migrated_engine, tiny,
+                                                  tmp_path):
+    name = _task(db_session_factory, tmp_path)
+    volumes = nifti_volumes(ACDC / "imagesTr", ACDC / "labelsTr", ["patient003"], "MR")
+    assert [v.volume.num_slices for v in volumes] and len(volumes) == 2  # ED and ES frames
+    report = import_references(db_session_factory, name, volumes, approve=True,
+                               models_dir=tmp_path, bundle=tiny)
+    n = sum(v.volume.num_slices for v in volumes)
+    assert (report.slices, report.approved, report.reference_set_version) == (n, n, 1)
+    with db_session_factory() as s:
+        task = task_by_name(s, name)
+        assert task.modality == "MR" and task.segmenter_id == "tiny-random"
+        task_id, embedder_id = task.id, task.embedder_id
+    index = PgVectorIndex(migrated_engine, task_id, "MR", embedder_id)
+    assert len(index) == n
+    # a stored slice retrieves itself first, with cosine similarity 1
+    query = tiny.embedder().embed(normalise(volumes[0].volume)[:1])
+    hit = index.search(query, 3)
+    with db_session_factory() as s:
+        own_id = s.execute(sa.select(ReferenceSlice.id).where(
+            ReferenceSlice.series_instance_uid == volumes[0].series_uid,
+            ReferenceSlice.slice_index == 0)).scalar_one()
+    assert hit.keys[0][0] == str(own_id)
+    assert hit.similarities[0, 0] == pytest.approx(1.0, abs=1e-4)
+    again = import_references(db_session_factory, name, volumes[:1], approve=False,
+                              models_dir=tmp_path, bundle=tiny)
+    assert again.reference_set_version == 2 and again.approved == 0
+    assert len(index) == n  # candidates are not retrievable
+
+
+def test_dicom_series_plus_seg_import_keeps_labels_and_uids(db_session_factory, tiny, tmp_path):
+    from rafss_core.dicom.seg import AlgorithmInfo, write_seg
+    from rafss_core.dicom.series import load_series
+
+    name = _task(db_session_factory, tmp_path)
+    volume, labels = acdc_case("patient004_frame01")
+    files = volume_to_mr_series(volume, tmp_path / "series", seed="curation")
+    loaded = load_series(files)
+    with db_session_factory() as s:
+        segments = task_segments(list(task_by_name(s, name).labels))
+    seg = write_seg(labels, loaded, segments, AlgorithmInfo(["expert"], "0"), "expert-1")
+    seg.save_as(tmp_path / "seg.dcm")
+    av = dicom_volume(tmp_path / "series", tmp_path / "seg.dcm", segments)
+    assert np.array_equal(av.labels, labels)
+    assert av.seg_uid == seg.SOPInstanceUID and av.series_uid == loaded.series_instance_uid
+    import_references(db_session_factory, name, [av], approve=True, models_dir=tmp_path,
+                      bundle=tiny)
+    with db_session_factory() as s:
+        rows = s.execute(sa.select(ReferenceSlice.sop_instance_uid, ReferenceSlice.slice_index,
+                                   ReferenceSlice.seg_sop_instance_uid)
+                         .where(ReferenceSlice.series_instance_uid == loaded.series_instance_uid)
+                         .order_by(ReferenceSlice.slice_index)).all()
+    assert [r.sop_instance_uid for r in rows] == loaded.sop_instance_uids
+    assert {r.seg_sop_instance_uid for r in rows} == {seg.SOPInstanceUID}
+
+
+def test_import_refuses_models_that_do_not_match_the_task(db_session_factory, tmp_path):
+    with db_session_factory.begin() as s:
+        from rafss_core.store.repositories import LabelSpec, create_task
+
+        name = f"other-{uuid.uuid4().hex[:6]}"
+        create_task(s, name=name, modality="MR", labels=[LabelSpec(1, "LV")],
+                    embedder_id="dinov2-b:abc|224|cls", segmenter_id="tiny-random", actor="t")
+    with pytest.raises(ValueError, match="expects embedder"):
+        import_references(db_session_factory, name, [], approve=True, models_dir=tmp_path)
