@@ -75,3 +75,17 @@ def test_models_import_and_list(tmp_path):
     assert "sam2.1-t" in listing.output and "sha256=" in listing.output
     bad = runner.invoke(app, ["models", "import", "sam2.1-t", str(tmp_path / "nope.pt")])
     assert bad.exit_code == 2 and "does not exist" in bad.output
+
+
+def test_db_upgrade_and_status_on_a_fresh_data_dir(tmp_path):
+    env = {"RAFSS_DATABASE_URL": ""}
+    up = runner.invoke(app, ["db", "upgrade", "--data-dir", str(tmp_path)], env=env)
+    assert up.exit_code == 0, up.output
+    assert "database at revision" in up.output
+    res = runner.invoke(app, ["db", "status", "--data-dir", str(tmp_path)], env=env)
+    assert res.exit_code == 0, res.output
+    status = json.loads(res.stdout[res.stdout.index("{"):])
+    assert status["server_version"].startswith("18")
+    assert status["pgvector_version"].startswith("0.8")
+    assert status["current_revision"] == status["migration_head"]
+    assert (tmp_path / "pg").is_dir()
