@@ -374,7 +374,8 @@ def references_import(
             volumes = [dicom_volume(dicom, seg, segments)]
         else:
             _fail("give --images and --labels (NIfTI), or --dicom and --seg (DICOM)")
-        report = import_references(sessions, task, volumes, approve, settings.models_dir)
+        report = import_references(sessions, task, volumes, approve, settings.models_dir,
+                                   memories_dir=settings.memories_dir)
     except (LookupError, ValueError, FileNotFoundError) as exc:
         _fail(str(exc))
     typer.echo(f"task {task}: reference set v{report.reference_set_version}, "

@@ -66,6 +66,11 @@ class Settings(BaseSettings):
         return self.data_dir / "results"
 
     @property
+    def memories_dir(self) -> Path:
+        """SAM 2 reference memories, precomputed at approval and shared by the workers."""
+        return self.data_dir / "memories"
+
+    @property
     def models_dir(self) -> Path:
         """Where ``rafss models import`` keeps checkpoints and the registry file."""
         return self.data_dir / "models"

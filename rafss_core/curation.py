@@ -116,15 +116,20 @@ class ImportReport:
 def import_references(
     sessions: sessionmaker[Session], task_name: str, volumes: Sequence[AnnotatedVolume],
     approve: bool, models_dir: Path, actor: str = "cli", bundle: ModelBundle | None = None,
-    origin: ReferenceOrigin = ReferenceOrigin.IMPORT,
+    origin: ReferenceOrigin = ReferenceOrigin.IMPORT, memories_dir: Path | None = None,
 ) -> ImportReport:
-    """Embed and store every slice of the volumes as a new reference-set version."""
+    """Embed and store every slice of the volumes as a new reference-set version.
+
+    With ``approve`` and ``memories_dir``, the approved slices' SAM 2 memories (one per task
+    label) are precomputed into that folder, where the workers' memory banks find them.
+    """
     from tqdm import tqdm
 
     with sessions() as s:
         task = task_by_name(s, task_name)
         task_id, modality, spec, want_id = task.id, task.modality, task.segmenter_id, \
             task.embedder_id
+        label_values = [lab.number for lab in task.labels]
     bundle = bundle or load_models(spec, models_dir)
     embedder = bundle.embedder()
     if embedder.embedder_id != want_id:
@@ -149,9 +154,27 @@ def import_references(
                 if approve:
                     approve_reference_slice(s, ref.id, actor=actor)
                     approved += 1
+    if approve and memories_dir is not None:
+        precompute_memories(bundle, volumes, label_values, memories_dir)
     log.info("task %s: reference set v%d with %d slices (%d approved)", task_name, version,
              total, approved)
     return ImportReport(version, total, approved, len(volumes))
+
+
+def precompute_memories(bundle: ModelBundle, volumes: Sequence[AnnotatedVolume],
+                        label_values: Sequence[int], memories_dir: Path) -> int:
+    """SAM 2 memories of every slice and label, written to the shared memory folder."""
+    from tqdm import tqdm
+
+    from rafss_core.segmentation.memory import MemoryBank, MemoryDecoder
+
+    decoder = MemoryDecoder(bundle.sam, bundle.sam_id, MemoryBank(directory=memories_dir))
+    count = 0
+    for av in tqdm(volumes, desc="precompute memories", unit="volume"):
+        images = normalise(av.volume)
+        masks = np.stack([av.labels.astype(np.uint8) == v for v in label_values])
+        count += sum(len(row) for row in decoder.label_memories(images, masks))
+    return count
 
 
 def nifti_volumes(images_dir: Path, labels_dir: Path, cases: Sequence[str] | None,

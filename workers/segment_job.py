@@ -22,7 +22,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from rafss_core.config import Settings
-from rafss_core.segmentation.memory import MemoryDecoder
+from rafss_core.segmentation.memory import MemoryBank, MemoryDecoder
 from rafss_core.segmentation.models import ModelBundle, load_models
 from rafss_core.segmentation.pipeline import LabelMap, SegmentOptions, segment
 from rafss_core.segmentation.retrieval import ReferenceLibrary, ReferenceSlice
@@ -67,7 +67,8 @@ class WorkerContext:
         """One decoder (and memory bank) per model: reference memories stay warm across jobs."""
         with self._lock:
             if bundle.sam_id not in self._decoders:
-                self._decoders[bundle.sam_id] = MemoryDecoder(bundle.sam, bundle.sam_id)
+                bank = MemoryBank(directory=self.settings.memories_dir)
+                self._decoders[bundle.sam_id] = MemoryDecoder(bundle.sam, bundle.sam_id, bank)
             return self._decoders[bundle.sam_id]
 
 

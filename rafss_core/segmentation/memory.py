@@ -18,10 +18,12 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
@@ -72,34 +74,78 @@ def content_key(model_id: str, image: np.ndarray, mask: np.ndarray) -> str:
 
 
 class MemoryBank:
-    """LRU cache of reference memories (bfloat16 spatial memory: 0.5 MB each at 1024 px)."""
+    """LRU cache of reference memories, optionally backed by a folder of safetensors files.
 
-    def __init__(self, capacity: int = 4096) -> None:
+    In memory: bfloat16 spatial memory, 0.5 MB each at 1024 px. On disk (``directory``): the
+    same tensors, written when a memory is first built (e.g. when a reference is approved), so
+    memories survive restarts and are shared by every worker on the same data directory.
+    """
+
+    def __init__(self, capacity: int = 4096, directory: Path | None = None) -> None:
         self.capacity = capacity
+        self.directory = directory
         self._items: OrderedDict[str, ReferenceMemory] = OrderedDict()
         self.hits = 0
+        self.disk_hits = 0
         self.misses = 0
 
     def __len__(self) -> int:
         return len(self._items)
 
+    def _path(self, key: str) -> Path | None:
+        return None if self.directory is None else self.directory / key[:2] / f"{key}.safetensors"
+
     def __contains__(self, key: str) -> bool:
-        return key in self._items
+        path = self._path(key)
+        return key in self._items or (path is not None and path.exists())
 
     def get(self, key: str) -> ReferenceMemory | None:
         mem = self._items.get(key)
         if mem is None:
-            self.misses += 1
-            return None
+            mem = self._load(key)
+            if mem is None:
+                self.misses += 1
+                return None
+            self.disk_hits += 1
+            self._remember(key, mem)
+            return mem
         self.hits += 1
         self._items.move_to_end(key)
         return mem
 
     def put(self, key: str, memory: ReferenceMemory) -> None:
+        self._remember(key, memory)
+        path = self._path(key)
+        if path is not None and not path.exists():
+            from safetensors.torch import save_file
+
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+            save_file({"maskmem_features": memory.maskmem_features.contiguous(),
+                       "obj_ptr": memory.obj_ptr.contiguous(),
+                       "object_score_logits": memory.object_score_logits.contiguous()},
+                      str(tmp))
+            tmp.replace(path)
+
+    def _remember(self, key: str, memory: ReferenceMemory) -> None:
         self._items[key] = memory
         self._items.move_to_end(key)
         while len(self._items) > self.capacity:
             self._items.popitem(last=False)
+
+    def _load(self, key: str) -> ReferenceMemory | None:
+        path = self._path(key)
+        if path is None or not path.exists():
+            return None
+        from safetensors.torch import load_file
+
+        try:
+            t = load_file(str(path))
+            return ReferenceMemory(t["maskmem_features"], t["obj_ptr"], t["object_score_logits"])
+        except Exception:
+            log.warning("unreadable memory file %s: rebuilding it", path.name)
+            path.unlink(missing_ok=True)
+            return None
 
 
 @cache
@@ -192,7 +238,13 @@ class MemoryDecoder:
             raise ValueError(f"{n_refs} masks per label for {len(images)} reference images")
         keys = [[content_key(self.model_id, images[r], label_masks[li, r])
                  for r in range(n_refs)] for li in range(n_labels)]
-        missing = [r for r in range(n_refs) if any(keys[li][r] not in self.bank
+        found: dict[tuple[int, int], ReferenceMemory] = {}
+        for li, row in enumerate(keys):
+            for r, key in enumerate(row):
+                mem = self.bank.get(key)
+                if mem is not None:
+                    found[(li, r)] = mem
+        missing = [r for r in range(n_refs) if any((li, r) not in found
                                                      for li in range(n_labels))]
         for start in range(0, len(missing), self.batch_size):
             chunk = missing[start : start + self.batch_size]
@@ -201,13 +253,8 @@ class MemoryDecoder:
                 memories = self._encode_references(feats, label_masks[li, chunk])
                 for r, mem in zip(chunk, memories, strict=True):
                     self.bank.put(keys[li][r], mem)
-        out = []
-        for row in keys:
-            mems = [self.bank.get(key) for key in row]
-            if any(m is None for m in mems):
-                raise RuntimeError("memory bank capacity is smaller than one reference batch")
-            out.append(mems)
-        return out  # type: ignore[return-value]
+                    found[(li, r)] = mem
+        return [[found[(li, r)] for r in range(n_refs)] for li in range(n_labels)]
 
     def _encode_references(self, feats: ImageFeatures, masks: np.ndarray) -> list[ReferenceMemory]:
         import torch
@@ -267,8 +314,10 @@ class MemoryDecoder:
         k = len(memories[0])
         if any(len(m) != k for m in memories) or k == 0:
             raise ValueError("every batch element needs the same, non-zero number of references")
-        if self._maskmem_pos_enc is None:
-            raise RuntimeError("reference memories must be built before decoding")
+        if self._maskmem_pos_enc is None:  # all memories came from disk
+            with torch.inference_mode():
+                feats = memories[0][0].maskmem_features.float()
+                self._maskmem_pos_enc = [sam.memory_encoder.position_encoding(feats)[0:1]]
         batch = len(target_index)
         ranks = range(k)
         # frame index of each rank: 'nearest' puts rank 0 (most similar) at k-1, next to target

@@ -113,3 +113,26 @@ def test_import_refuses_models_that_do_not_match_the_task(db_session_factory, tm
                     embedder_id="dinov2-b:abc|224|cls", segmenter_id="tiny-random", actor="t")
     with pytest.raises(ValueError, match="expects embedder"):
         import_references(db_session_factory, name, [], approve=True, models_dir=tmp_path)
+
+
+def test_approval_precomputes_memories_the_worker_finds(db_session_factory, tiny, tmp_path):
+    from rafss_core.segmentation.memory import MemoryBank, MemoryDecoder
+    from rafss_core.store.repositories import load_reference_slices
+
+    name = _task(db_session_factory, tmp_path)
+    volumes = nifti_volumes(ACDC / "imagesTr", ACDC / "labelsTr", ["patient005_frame01"], "MR")
+    memories = tmp_path / "memories"
+    import_references(db_session_factory, name, volumes, approve=True, models_dir=tmp_path,
+                      bundle=tiny, memories_dir=memories)
+    n = volumes[0].volume.num_slices
+    assert len(list(memories.rglob("*.safetensors"))) == n * 3  # every slice x label
+    # what a worker does at job time: slices from the store, masks per task label
+    with db_session_factory() as s:
+        ids = s.execute(sa.select(ReferenceSlice.id).where(
+            ReferenceSlice.series_instance_uid == volumes[0].series_uid)).scalars().all()
+        slices = list(load_reference_slices(s, ids).values())
+    bank = MemoryBank(directory=memories)
+    decoder = MemoryDecoder(tiny.sam, tiny.sam_id, bank)
+    images = np.stack([r.image for r in slices])
+    decoder.label_memories(images, np.stack([[r.labels == v for r in slices] for v in (1, 2, 3)]))
+    assert bank.disk_hits == n * 3 and bank.misses == 0  # nothing recomputed

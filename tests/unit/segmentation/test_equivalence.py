@@ -77,3 +77,26 @@ def test_memory_bank_reuses_reference_memories(tiny_models, synthetic_case):
     empty = dec.reference_memories(images[:1], np.zeros_like(label_maps[:1], dtype=bool))
     assert float(empty[0].object_score_logits) < 0  # "absent" reference
     assert float(first[0].object_score_logits) > 0
+
+
+def test_memories_persisted_to_disk_decode_identically(tiny_models, synthetic_case, tmp_path):
+    from rafss_core.segmentation.memory import MemoryBank
+
+    images, label_maps = synthetic_case
+    first = MemoryDecoder(tiny_models.sam, tiny_models.sam_id, MemoryBank(directory=tmp_path))
+    mems = first.label_memories(images[:3], np.stack([label_maps[:3] == v for v in (1, 2)]))
+    assert len(list(tmp_path.rglob("*.safetensors"))) == 6
+    feats = first.image_features(images[-1:])
+    want = first.decode(feats, [0, 0], [mems[0], mems[1]]).low_res_logits
+
+    # a new process: an empty in-memory cache on the same folder computes nothing again
+    fresh_bank = MemoryBank(directory=tmp_path)
+    second = MemoryDecoder(tiny_models.sam, tiny_models.sam_id, fresh_bank)
+    again = second.label_memories(images[:3], np.stack([label_maps[:3] == v for v in (1, 2)]))
+    assert fresh_bank.disk_hits == 6 and fresh_bank.misses == 0
+    got = second.decode(second.image_features(images[-1:]), [0, 0],
+                        [again[0], again[1]]).low_res_logits
+    assert torch.equal(want, got)
+    (next(tmp_path.rglob("*.safetensors"))).write_bytes(b"corrupt")
+    assert len(MemoryDecoder(tiny_models.sam, tiny_models.sam_id, MemoryBank(
+        directory=tmp_path)).label_memories(images[:1], label_maps[None, :1] == 1)) == 1
