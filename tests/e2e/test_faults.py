@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+import subprocess
 import threading
 
 import pydicom
@@ -108,9 +110,15 @@ def test_postgres_restart_while_instances_arrive(make_rafss, series_files, tmp_p
     def recorded() -> set[str]:
         return {r[0] for r in sql(rafss.data_dir, "SELECT sop_instance_uid FROM instances")}
 
-    wait_for(lambda: acked <= recorded(), 120, "every acknowledged instance to be recorded")
-    # refused ones were spooled and are reconciled too: nothing received is lost
-    wait_for(lambda: set(outcomes) <= recorded(), 120, "spooled instances to be reconciled")
+    try:
+        wait_for(lambda: acked <= recorded(), 120, "every acknowledged instance to be recorded")
+        # refused ones were spooled and are reconciled too: nothing received is lost
+        wait_for(lambda: set(outcomes) <= recorded(), 120, "spooled instances to be reconciled")
+    finally:
+        rafss.stop()
+        # the restarted postmaster is no longer pgserver's child: stop it ourselves
+        with contextlib.suppress(subprocess.CalledProcessError):  # already stopped
+            pg_ctl(rafss.data_dir, "stop", "-m", "fast")
 
 
 def test_broker_restart_loses_no_job(make_rafss, pacs, series_files, tmp_path):
