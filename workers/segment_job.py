@@ -8,7 +8,6 @@ are unique per (result, destination). A re-run therefore never produces a second
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -39,6 +38,7 @@ from rafss_core.store.models import (
     Task,
 )
 from rafss_core.store.repositories.deliveries import create_deliveries_for_result
+from services.spool import write_atomic
 from workers.jobs import Claim
 
 log = logging.getLogger(__name__)
@@ -151,16 +151,6 @@ def _slice_embeddings(ctx: WorkerContext, series_id: int, embedder: Any,
     return emb
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with tmp.open("wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    tmp.replace(path)
-
-
 def encode_seg(inputs: JobInputs, loaded: Any, result: LabelMap, bundle: ModelBundle) -> Any:
     """The DICOM-SEG for a job's label map (highdicom), UIDs derived from the job key."""
     from rafss_core.dicom.seg import AlgorithmInfo, write_seg
@@ -206,7 +196,7 @@ def run_segment_job(ctx: WorkerContext, claim: Claim) -> None:
 
     buf = BytesIO()
     seg.save_as(buf, enforce_file_format=True)
-    _write_atomic(path, buf.getvalue())
+    write_atomic(path, buf.getvalue())
     details = {
         "mean_retrieval_similarity": float(np.mean(result.slice_similarity)),
         "min_retrieval_similarity": float(np.min(result.slice_similarity)),

@@ -201,13 +201,7 @@ class PgVectorIndex:
         keys: list[list[str]] = []
         sims: list[list[float]] = []
         with self._connection() as conn:
-            conn.execute(
-                sa.text(
-                    "SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true), "
-                    "set_config('hnsw.ef_search', :ef, true)"
-                ),
-                {"ef": str(self.ef_search)},
-            )
+            self._configure_scan(conn)
             for row in q:
                 params = {**self._params(), "q": row, "k": k}
                 rows = conn.execute(approx_sql, params).all()
@@ -227,18 +221,22 @@ class PgVectorIndex:
             np.asarray([s[:width] for s in sims], dtype=np.float32).reshape(len(keys), width),
         )
 
+    def _configure_scan(self, conn: Connection) -> None:
+        """Transaction-local HNSW settings: iterative scan (filtered top-k) and ef_search."""
+        conn.execute(
+            sa.text(
+                "SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true), "
+                "set_config('hnsw.ef_search', :ef, true)"
+            ),
+            {"ef": str(self.ef_search)},
+        )
+
     def explain(self, query: np.ndarray, k: int) -> str:
         """The executed plan of one search (``EXPLAIN ANALYZE``), for operators and tests."""
         q = l2_normalise(np.atleast_2d(query))[0]
         sql = _search_sql(self.dim, exact=False)
         with self._connection() as conn:
-            conn.execute(
-                sa.text(
-                    "SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true), "
-                    "set_config('hnsw.ef_search', :ef, true)"
-                ),
-                {"ef": str(self.ef_search)},
-            )
+            self._configure_scan(conn)
             explained = sa.text("EXPLAIN (ANALYZE, COSTS OFF) " + str(sql.text)).bindparams(
                 sa.bindparam("q", type_=Vector())
             )
