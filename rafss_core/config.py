@@ -30,7 +30,10 @@ class Settings(BaseSettings):
     # Celery broker; unset means the embedded default: kombu's SQLAlchemy transport on the
     # same Postgres (no extra service). Production: redis://... or amqp://...
     broker_url: str | None = None
-    models: str = "tiny-random"
+    # segmentation backend: "auto" = sam2-memory when a SAM 2 and a DINOv2 are imported, else
+    # litemedsam-box (real bundled weights); models None = the backend's default spec
+    backend: str = "auto"
+    models: str | None = None
     device: str = "cpu"
     k: int = 4
     # DICOM edge

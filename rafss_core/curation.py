@@ -17,7 +17,9 @@ import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
-from rafss_core.segmentation.models import ModelBundle, embedder_id, load_models
+from rafss_core.segmentation.backends import build_segmenter, choose, segmenter_ids
+from rafss_core.segmentation.pipeline import reference_slices
+from rafss_core.segmentation.segmenter import BuildContext, Segmenter
 from rafss_core.segmentation.volume import Volume, normalise
 from rafss_core.store.enums import ReferenceOrigin
 from rafss_core.store.models import Label, Task
@@ -63,11 +65,16 @@ def parse_label(text: str, index: int) -> LabelSpec:
                      colour_rgb=PALETTE[index % len(PALETTE)])
 
 
-def new_task(session: Session, name: str, modality: str, labels: Sequence[str], models: str,
-             models_dir: Path, k: int = 4, actor: str = "cli") -> Task:
+def new_task(session: Session, name: str, modality: str, labels: Sequence[str],
+             models: str | None, models_dir: Path, k: int = 4, actor: str = "cli",
+             backend: str | None = None) -> Task:
+    """Create a task; ``backend`` None or ``auto`` picks it from ``models`` or from what is
+    imported (see :func:`rafss_core.segmentation.backends.choose`)."""
     specs = [parse_label(text, i) for i, text in enumerate(labels)]
+    name_, models = choose(backend, models, models_dir)
+    ids = segmenter_ids(name_, models, models_dir)
     return create_task(session, name=name, modality=modality.upper(), labels=specs,
-                       embedder_id=embedder_id(models, models_dir), segmenter_id=models,
+                       embedder_id=ids.embedder_id, segmenter_id=models, backend=name_,
                        k=k, actor=actor)
 
 
@@ -115,26 +122,28 @@ class ImportReport:
 
 def import_references(
     sessions: sessionmaker[Session], task_name: str, volumes: Sequence[AnnotatedVolume],
-    approve: bool, models_dir: Path, actor: str = "cli", bundle: ModelBundle | None = None,
+    approve: bool, models_dir: Path, actor: str = "cli", segmenter: Segmenter | None = None,
     origin: ReferenceOrigin = ReferenceOrigin.IMPORT, memories_dir: Path | None = None,
 ) -> ImportReport:
     """Embed and store every slice of the volumes as a new reference-set version.
 
-    With ``approve`` and ``memories_dir``, the approved slices' SAM 2 memories (one per task
-    label) are precomputed into that folder, where the workers' memory banks find them.
+    Slices are embedded with the task's backend. With ``approve``, what the backend needs of
+    the approved slices is precomputed (``sam2-memory``: SAM 2 memories, one per task label,
+    written to ``memories_dir`` where the workers' memory banks find them).
     """
     from tqdm import tqdm
 
     with sessions() as s:
         task = task_by_name(s, task_name)
-        task_id, modality, spec, want_id = task.id, task.modality, task.segmenter_id, \
-            task.embedder_id
+        task_id, modality, backend, spec, want_id = (
+            task.id, task.modality, task.backend, task.segmenter_id, task.embedder_id)
         label_values = [lab.number for lab in task.labels]
-    bundle = bundle or load_models(spec, models_dir)
-    embedder = bundle.embedder()
-    if embedder.embedder_id != want_id:
+    segmenter = segmenter or build_segmenter(
+        backend, spec, BuildContext(models_dir, memories_dir=memories_dir))
+    got_id = segmenter.ids.embedder_id
+    if got_id != want_id:
         raise ValueError(f"task {task_name!r} expects embedder {want_id!r}, models give "
-                         f"{embedder.embedder_id!r}")
+                         f"{got_id!r}")
     total = approved = 0
     with sessions.begin() as s:
         ref_set = create_reference_set(s, task_id=task_id, actor=actor,
@@ -142,39 +151,25 @@ def import_references(
         version = ref_set.version
         for av in tqdm(volumes, desc="import references", unit="volume"):
             images = normalise(av.volume)
-            emb = embedder.embed(images)
+            emb = segmenter.embed(images)
             for z in range(av.volume.num_slices):
                 ref = add_reference_slice(
                     s, reference_set_id=ref_set.id, study_instance_uid=av.study_uid,
                     series_instance_uid=av.series_uid, sop_instance_uid=av.sop_uids[z],
                     slice_index=z, image=images[z], mask=av.labels[z].astype(np.uint8),
                     modality=modality, actor=actor, origin=origin, seg_sop_instance_uid=av.seg_uid,
-                    embedding=emb[z], embedder_id=embedder.embedder_id)
+                    embedding=emb[z], embedder_id=got_id)
                 total += 1
                 if approve:
                     approve_reference_slice(s, ref.id, actor=actor)
                     approved += 1
-    if approve and memories_dir is not None:
-        precompute_memories(bundle, volumes, label_values, memories_dir)
+    if approve:
+        refs = [ref for i, av in enumerate(volumes)
+                for ref in reference_slices(f"import-{version}-{i}", av.volume, av.labels)]
+        segmenter.prepare(refs, label_values, progress=True)
     log.info("task %s: reference set v%d with %d slices (%d approved)", task_name, version,
              total, approved)
     return ImportReport(version, total, approved, len(volumes))
-
-
-def precompute_memories(bundle: ModelBundle, volumes: Sequence[AnnotatedVolume],
-                        label_values: Sequence[int], memories_dir: Path) -> int:
-    """SAM 2 memories of every slice and label, written to the shared memory folder."""
-    from tqdm import tqdm
-
-    from rafss_core.segmentation.memory import MemoryBank, MemoryDecoder
-
-    decoder = MemoryDecoder(bundle.sam, bundle.sam_id, MemoryBank(directory=memories_dir))
-    count = 0
-    for av in tqdm(volumes, desc="precompute memories", unit="volume"):
-        images = normalise(av.volume)
-        masks = np.stack([av.labels.astype(np.uint8) == v for v in label_values])
-        count += sum(len(row) for row in decoder.label_memories(images, masks))
-    return count
 
 
 def nifti_volumes(images_dir: Path, labels_dir: Path, cases: Sequence[str] | None,

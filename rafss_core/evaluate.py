@@ -13,14 +13,14 @@ import numpy as np
 
 from rafss_core.datasets.nnunet import NnUNetDataset
 from rafss_core.segmentation import metrics
-from rafss_core.segmentation.models import ModelBundle, load_models
+from rafss_core.segmentation.backends import build_segmenter, choose
 from rafss_core.segmentation.pipeline import (
     SegmentOptions,
     build_library,
     label_transfer,
     reference_slices,
-    segment,
 )
+from rafss_core.segmentation.segmenter import BuildContext, Segmenter
 
 log = logging.getLogger(__name__)
 
@@ -37,10 +37,13 @@ class EvalConfig:
     refs: int = 2
     queries: int = 1
     k: int = 4
-    models: str = "tiny-random"
+    backend: str | None = None  # None or "auto": chosen from models / what is imported
+    models: str | None = None  # None: the backend's default
+    models_dir: Path | None = None  # None: the settings' models folder
+    query_split: str = "test"  # "val" while choosing settings, "test" for the table
     baseline: Baseline | None = None
     propagate: bool = False
-    pooling: str = "cls"
+    cache_dir: Path | None = None  # image-encoder outputs reused across runs
     progress: bool = True
 
 
@@ -70,20 +73,30 @@ def _score_case(case_id: str, pred: np.ndarray, ref: np.ndarray, spacing_zyx: tu
     return {"case": case_id, "per_label": {labels[v]: s for v, s in scores.items()}}
 
 
-def run_eval(cfg: EvalConfig, models: ModelBundle | None = None) -> dict[str, Any]:
-    """Reference patients: first ``refs`` train patients; queries: first ``queries`` test
-    patients. Dice and HD95 are per case, in 3D. Returns the JSON-ready report."""
+def run_eval(cfg: EvalConfig, segmenter: Segmenter | None = None) -> dict[str, Any]:
+    """Reference patients: first ``refs`` train patients; queries: first ``queries`` patients
+    of ``query_split``. Dice and HD95 are per case, in 3D. Returns the JSON-ready report."""
+    import time
+
     from tqdm import tqdm
 
     ds = NnUNetDataset.open(cfg.data)
     ref_patients = ds.patients("train")[: cfg.refs]
-    query_patients = ds.patients("test")[: cfg.queries]
+    query_patients = ds.patients(cfg.query_split)[: cfg.queries]
     if set(ref_patients) & set(query_patients):
         raise ValueError("reference and query patients overlap; fix splits.json")
-    models = models or load_models(cfg.models)
-    if models.weights == "random":
+    if segmenter is None:
+        models_dir = cfg.models_dir
+        if models_dir is None:
+            from rafss_core.config import Settings
+
+            models_dir = Settings().models_dir
+        name, models = choose(cfg.backend, cfg.models, models_dir)
+        segmenter = build_segmenter(name, models, BuildContext(models_dir,
+                                                               cache_dir=cfg.cache_dir))
+    ids = segmenter.ids
+    if ids.weights == "random":
         log.warning(RANDOM_WEIGHTS_NOTICE)
-    embedder = models.embedder(cfg.pooling)
 
     refs = []
     for case in ds.cases_of(ref_patients):
@@ -91,38 +104,48 @@ def run_eval(cfg: EvalConfig, models: ModelBundle | None = None) -> dict[str, An
         if labels is None:
             raise ValueError(f"reference case {case.case_id} has no label file")
         refs.extend(reference_slices(case.case_id, volume, labels))
-    library = build_library(refs, embedder, progress=cfg.progress)
+    library = build_library(refs, segmenter, progress=cfg.progress)
 
     ours, base = MethodScores(), MethodScores()
     options = SegmentOptions(k=cfg.k, propagate=cfg.propagate)
     query_cases = [c for c in ds.cases_of(query_patients) if c.label is not None]
+    seconds = wall = slices = 0.0
     for case in tqdm(query_cases, desc="eval cases", unit="case", disable=not cfg.progress):
         volume, truth = ds.load(case)
         assert truth is not None
         spacing_zyx = tuple(reversed(volume.spacing))
-        pred = segment(volume, library, models, labels=list(ds.labels), options=options,
-                       embedder=embedder)
+        start, start_wall = time.process_time(), time.perf_counter()
+        pred = segmenter.segment(volume, library, labels=list(ds.labels), options=options)
+        seconds += time.process_time() - start
+        wall += time.perf_counter() - start_wall
+        slices += volume.num_slices
         ours.cases.append(_score_case(case.case_id, pred.array, truth, spacing_zyx, ds.labels))
         ours.cases[-1]["mean_retrieval_similarity"] = float(np.mean(pred.slice_similarity))
         if cfg.baseline == "label-transfer":
-            bl = label_transfer(volume, library, models, embedder=embedder)
+            assert pred.embeddings is not None
+            bl = label_transfer(volume, library, pred.embeddings)
             base.cases.append(_score_case(case.case_id, bl.array, truth, spacing_zyx, ds.labels))
 
     report: dict[str, Any] = {
-        "models": models.spec,
-        "sam_id": models.sam_id,
-        "dino_id": models.dino_id,
-        "weights": models.weights,
+        "backend": ids.backend,
+        "models": ids.models,
+        "model_ids": list(ids.model_ids),
+        "embedder_id": ids.embedder_id,
+        "weights": ids.weights,
         "k": cfg.k,
         "propagate": cfg.propagate,
-        "pooling": cfg.pooling,
         "reference_patients": ref_patients,
+        "query_split": cfg.query_split,
         "query_patients": query_patients,
         "reference_slices": len(refs),
+        # CPU seconds (all threads) per target slice, encoder included unless it was cached
+        "cpu_seconds_per_slice": seconds / max(slices, 1),
+        "wall_seconds_per_slice": wall / max(slices, 1),
+        "encoder_cached": cfg.cache_dir is not None,
         **ours.summary(ds.labels),
         "cases": ours.cases,
     }
-    if models.weights == "random":
+    if ids.weights == "random":
         report["notice"] = RANDOM_WEIGHTS_NOTICE
     if cfg.baseline:
         report["baseline"] = {"name": cfg.baseline, **base.summary(ds.labels),

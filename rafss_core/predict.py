@@ -8,14 +8,10 @@ from pathlib import Path
 import numpy as np
 
 from rafss_core.datasets.nifti import read_volume, write_volume
-from rafss_core.segmentation.models import ModelBundle, load_models
-from rafss_core.segmentation.pipeline import (
-    SegmentOptions,
-    build_library,
-    reference_slices,
-    segment,
-)
+from rafss_core.segmentation.backends import build_segmenter, choose
+from rafss_core.segmentation.pipeline import SegmentOptions, build_library, reference_slices
 from rafss_core.segmentation.retrieval import ReferenceSlice
+from rafss_core.segmentation.segmenter import BuildContext, Segmenter
 
 log = logging.getLogger(__name__)
 
@@ -51,25 +47,36 @@ def segment_files(
     reference_images: Path,
     reference_labels: Path,
     out_dir: Path,
-    models: str | ModelBundle = "tiny-random",
+    models: str | None = None,
     k: int = 4,
     modality: str = "MR",
     progress: bool = True,
+    backend: str | None = None,
+    models_dir: Path | None = None,
+    segmenter: Segmenter | None = None,
 ) -> list[Path]:
-    """Write one ``<case>.nii.gz`` label map per input image, on the input's geometry."""
-    bundle = load_models(models) if isinstance(models, str) else models
-    embedder = bundle.embedder()
+    """Write one ``<case>.nii.gz`` label map per input image, on the input's geometry.
+
+    ``backend`` None or ``auto`` picks the backend from ``models`` or from what is imported
+    into ``models_dir`` (default: the settings' models folder)."""
+    if segmenter is None:
+        if models_dir is None:
+            from rafss_core.config import Settings
+
+            models_dir = Settings().models_dir
+        name, spec = choose(backend, models, models_dir)
+        segmenter = build_segmenter(name, spec, BuildContext(models_dir))
     refs: list[ReferenceSlice] = []
     for image, label in reference_pairs(reference_images, reference_labels):
         volume = read_volume(image, modality)
         labels = read_volume(label).array.astype(np.int16)
         refs.extend(reference_slices(case_id_of(image), volume, labels))
-    library = build_library(refs, embedder, progress=progress)
+    library = build_library(refs, segmenter, progress=progress)
     written = []
     for path in images:
         volume = read_volume(path, modality)
-        result = segment(volume, library, bundle, options=SegmentOptions(k=k, progress=progress),
-                         embedder=embedder)
+        result = segmenter.segment(volume, library,
+                                   options=SegmentOptions(k=k, progress=progress))
         written.append(write_volume(result.volume, out_dir / f"{case_id_of(path)}.nii.gz"))
         log.info("wrote %s (%d slices)", written[-1].name, volume.num_slices)
     return written

@@ -37,7 +37,7 @@ class ServiceLoop:
         with self.sessions.begin() as s:
             close_quiet_series(s, self.settings.series_quiet_seconds)
         with self.sessions.begin() as s:
-            route_closed_series(s)
+            route_closed_series(s, self.settings.models_dir)
         dispatch_once(self.sessions, self.enqueue, self.settings.job_stale_seconds)
         for step in self.extra_steps:
             step()

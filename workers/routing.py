@@ -3,8 +3,10 @@
 A rule matches on modality, body part, SeriesDescription regex and calling AE; a NULL
 criterion matches anything. Each matching (series, task) becomes one ``segment`` job whose
 idempotency key covers the series UID, the sorted instance UIDs, the task, the reference-set
-version and the model ids, so routing the same content twice never creates a second job, while
-a series that grew (late instances re-open it) or a new reference-set version does.
+version and the segmentation's identity (backend, every checkpoint's SHA-256 prefix and the
+retrieval embedder), so routing the same content twice never creates a second job, while a
+series that grew (late instances re-open it), a new reference-set version or a re-imported
+checkpoint does.
 
 Received DICOM-SEG series are recorded, never segmented (curation turns them into candidate
 references).
@@ -16,6 +18,7 @@ import hashlib
 import logging
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -65,8 +68,30 @@ class RoutedJob:
     created: bool
 
 
-def route_closed_series(session: Session, limit: int = 100) -> list[RoutedJob]:
-    """Turn closed series into job rows and mark them routed, in the caller's transaction."""
+def segmentation_key_parts(task: Task, models_dir: Path | None) -> list[str]:
+    """Backend, model ids with checkpoint hashes and embedder of a task, for the job key.
+
+    A task whose models cannot be resolved (never imported) still gets its job, keyed by its
+    backend and model spec; the worker then fails it with the error that names the import.
+    """
+    from rafss_core.segmentation.backends import segmenter_ids
+    from rafss_core.segmentation.models import ModelSpecError
+
+    if models_dir is not None:
+        try:
+            return segmenter_ids(task.backend, task.segmenter_id, models_dir).key_parts
+        except (ModelSpecError, FileNotFoundError) as exc:
+            log.warning("task %s: models unresolved (%s); job keyed by its model spec",
+                        task.name, type(exc).__name__)
+    return [task.backend, task.segmenter_id, task.embedder_id]
+
+
+def route_closed_series(session: Session, models_dir: Path | None = None,
+                        limit: int = 100) -> list[RoutedJob]:
+    """Turn closed series into job rows and mark them routed, in the caller's transaction.
+
+    ``models_dir`` is where imported checkpoints are registered; it resolves the checkpoint
+    hashes that go into each job key."""
     series_rows = session.execute(
         sa.select(Series).where(Series.state == SeriesState.CLOSED.value)
         .order_by(Series.closed_at).limit(limit).with_for_update(skip_locked=True)
@@ -91,12 +116,13 @@ def route_closed_series(session: Session, limit: int = 100) -> list[RoutedJob]:
         if not task_ids:
             log.info("series %s matched no routing rule", series.id)
         for task_id in task_ids:
-            routed.append(_create_job(session, series, task_id, [u for u, _ in instances]))
+            routed.append(_create_job(session, series, task_id, [u for u, _ in instances],
+                                      models_dir))
     return routed
 
 
 def _create_job(session: Session, series: Series, task_id: int,
-                instance_uids: list[str]) -> RoutedJob:
+                instance_uids: list[str], models_dir: Path | None) -> RoutedJob:
     task = session.get(Task, task_id)
     assert task is not None
     ref_set = session.execute(
@@ -105,7 +131,7 @@ def _create_job(session: Session, series: Series, task_id: int,
     ).scalar_one_or_none()
     version = ref_set.version if ref_set else None
     key = job_key(series.series_instance_uid, instance_uids, task.name, version,
-                  [task.segmenter_id, task.embedder_id])
+                  segmentation_key_parts(task, models_dir))
     payload = {"series_instance_uid": series.series_instance_uid, "task": task.name,
                "reference_set_version": version, "instances": len(instance_uids)}
     job_id = session.execute(

@@ -21,11 +21,10 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from rafss_core.config import Settings
-from rafss_core.segmentation.memory import MemoryBank, MemoryDecoder
-from rafss_core.segmentation.models import ModelBundle, load_models
-from rafss_core.segmentation.pipeline import LabelMap, SegmentOptions, segment
+from rafss_core.segmentation.backends import build_segmenter, verify_models
+from rafss_core.segmentation.pipeline import LabelMap, SegmentOptions
 from rafss_core.segmentation.retrieval import ReferenceLibrary, ReferenceSlice
-from rafss_core.segmentation.volume import normalise
+from rafss_core.segmentation.segmenter import BuildContext, Segmenter, SegmenterIds
 from rafss_core.store.enums import InstanceState
 from rafss_core.store.models import (
     Instance,
@@ -46,30 +45,27 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class WorkerContext:
-    """What a worker process keeps between jobs: DB handles, loaded models, memory banks."""
+    """What a worker process keeps between jobs: DB handles and loaded segmenters (whose
+    reference memories stay warm across jobs)."""
 
     settings: Settings
     engine: Engine
     sessions: sessionmaker[Session]
-    _models: dict[str, ModelBundle] = field(default_factory=dict)
-    _decoders: dict[str, MemoryDecoder] = field(default_factory=dict)
+    _segmenters: dict[tuple[str, str], Segmenter] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def models(self, spec: str) -> ModelBundle:
-        """Models load once per worker process."""
+    def segmenter(self, backend: str, models: str) -> Segmenter:
+        """The task's segmenter, loaded once per worker process. Its checkpoints are
+        verified before every job: a file changed since import fails the job with an error
+        that names the fix."""
+        verify_models(backend, models, self.settings.models_dir)
         with self._lock:
-            if spec not in self._models:
-                self._models[spec] = load_models(spec, self.settings.models_dir,
-                                                 self.settings.device)
-            return self._models[spec]
-
-    def decoder(self, bundle: ModelBundle) -> MemoryDecoder:
-        """One decoder (and memory bank) per model: reference memories stay warm across jobs."""
-        with self._lock:
-            if bundle.sam_id not in self._decoders:
-                bank = MemoryBank(directory=self.settings.memories_dir)
-                self._decoders[bundle.sam_id] = MemoryDecoder(bundle.sam, bundle.sam_id, bank)
-            return self._decoders[bundle.sam_id]
+            if (backend, models) not in self._segmenters:
+                self._segmenters[(backend, models)] = build_segmenter(
+                    backend, models, BuildContext(self.settings.models_dir,
+                                                  self.settings.device,
+                                                  self.settings.memories_dir))
+            return self._segmenters[(backend, models)]
 
 
 class StoredReferenceSlices(Mapping[str, ReferenceSlice]):
@@ -130,34 +126,37 @@ def _inputs(sessions: sessionmaker[Session], job_id: int) -> JobInputs:
     return JobInputs(job, task, labels, series, paths, version)
 
 
-def _slice_embeddings(ctx: WorkerContext, series_id: int, embedder: Any,
-                      slices: np.ndarray) -> np.ndarray:
-    """Embeddings of the series' slices, cached in ``slice_embeddings``."""
+def _cached_embeddings(ctx: WorkerContext, series_id: int, embedder_id: str,
+                       count: int) -> np.ndarray | None:
+    """The series' slice embeddings from ``slice_embeddings``, when all ``count`` are there."""
     with ctx.sessions() as s:
         rows = s.execute(sa.select(SliceEmbedding.slice_index, SliceEmbedding.embedding).where(
             SliceEmbedding.series_id == series_id,
-            SliceEmbedding.embedder_id == embedder.embedder_id)).all()
-    if len(rows) == len(slices):
-        ordered = sorted(rows, key=lambda r: r.slice_index)
-        return np.stack([np.asarray(r.embedding, dtype=np.float32) for r in ordered])
-    emb = embedder.embed(slices)
+            SliceEmbedding.embedder_id == embedder_id)).all()
+    if len(rows) != count:
+        return None
+    ordered = sorted(rows, key=lambda r: r.slice_index)
+    return np.stack([np.asarray(r.embedding, dtype=np.float32) for r in ordered])
+
+
+def _store_embeddings(ctx: WorkerContext, series_id: int, embedder_id: str,
+                      emb: np.ndarray) -> None:
     with ctx.sessions.begin() as s:
         for z, vec in enumerate(emb):
             s.execute(pg_insert(SliceEmbedding).values(
-                series_id=series_id, slice_index=z, embedder_id=embedder.embedder_id,
+                series_id=series_id, slice_index=z, embedder_id=embedder_id,
                 embedding=vec).on_conflict_do_update(
                 index_elements=["series_id", "embedder_id", "slice_index"],
                 set_={"embedding": vec}))
-    return emb
 
 
-def encode_seg(inputs: JobInputs, loaded: Any, result: LabelMap, bundle: ModelBundle) -> Any:
+def encode_seg(inputs: JobInputs, loaded: Any, result: LabelMap, ids: SegmenterIds) -> Any:
     """The DICOM-SEG for a job's label map (highdicom), UIDs derived from the job key."""
     from rafss_core.dicom.seg import AlgorithmInfo, write_seg
 
-    algorithm = AlgorithmInfo(model_ids=[bundle.sam_id, bundle.dino_id],
+    algorithm = AlgorithmInfo(model_ids=list(ids.model_ids),
                               reference_set_version=str(inputs.reference_set_version),
-                              task=inputs.task.name)
+                              task=inputs.task.name, backend=ids.backend)
     from rafss_core.curation import task_segments
 
     return write_seg(result.array, loaded, task_segments(inputs.labels), algorithm,
@@ -171,26 +170,27 @@ def run_segment_job(ctx: WorkerContext, claim: Claim) -> None:
     inputs = _inputs(ctx.sessions, claim.job_id)
     task = inputs.task
     loaded = load_series(inputs.spool_paths)
-    bundle = ctx.models(task.segmenter_id)
-    embedder = bundle.embedder()
-    if embedder.embedder_id != task.embedder_id:
+    segmenter = ctx.segmenter(task.backend, task.segmenter_id)
+    ids = segmenter.ids
+    if ids.embedder_id != task.embedder_id:
         raise ValueError(
             f"task {task.name!r} references were embedded with {task.embedder_id!r} but the "
-            f"worker's models give {embedder.embedder_id!r}; re-import the references or fix "
-            "the task's models")
-    slices = normalise(loaded.volume)
-    emb = _slice_embeddings(ctx, inputs.series.id, embedder, slices)
+            f"worker's {ids.backend} models give {ids.embedder_id!r}; re-import the references "
+            "or fix the task's models")
+    emb = _cached_embeddings(ctx, inputs.series.id, ids.embedder_id,
+                             loaded.volume.num_slices)
     index = PgVectorIndex(ctx.engine, task.id, task.modality, task.embedder_id)
     if len(index) == 0:
         raise LookupError(f"task {task.name!r} has no approved references; approve some with "
                           "`rafss references import --approve`")
     library = ReferenceLibrary(StoredReferenceSlices(ctx.sessions), index)
-    result = segment(
-        loaded.volume, library, bundle, labels=[lab.number for lab in inputs.labels],
+    result = segmenter.segment(
+        loaded.volume, library, labels=[lab.number for lab in inputs.labels],
         label_names={lab.number: lab.name for lab in inputs.labels},
-        options=SegmentOptions(k=task.k), decoder=ctx.decoder(bundle), embedder=embedder,
-        embeddings=emb)
-    seg = encode_seg(inputs, loaded, result, bundle)
+        options=SegmentOptions(k=task.k), embeddings=emb)
+    if emb is None and result.embeddings is not None:
+        _store_embeddings(ctx, inputs.series.id, ids.embedder_id, result.embeddings)
+    seg = encode_seg(inputs, loaded, result, ids)
     path = ctx.settings.results_dir / f"{seg.SOPInstanceUID}.dcm"
     from io import BytesIO
 
@@ -201,8 +201,9 @@ def run_segment_job(ctx: WorkerContext, claim: Claim) -> None:
         "mean_retrieval_similarity": float(np.mean(result.slice_similarity)),
         "min_retrieval_similarity": float(np.min(result.slice_similarity)),
         "labels_present": sorted(int(v) for v in np.unique(result.array) if v),
-        "models": [bundle.sam_id, bundle.dino_id],
-        "weights": bundle.weights,
+        "backend": ids.backend,
+        "models": list(ids.model_ids),
+        "weights": ids.weights,
     }
     with ctx.sessions.begin() as s:
         result_id = s.execute(pg_insert(Result).values(
@@ -212,5 +213,5 @@ def run_segment_job(ctx: WorkerContext, claim: Claim) -> None:
                                                                  "details": details})
             .returning(Result.id)).scalar_one()
         create_deliveries_for_result(s, result_id)
-    log.info("job %s: SEG %s written (%d slices, weights=%s)", claim.job_id,
-             seg.SOPInstanceUID, loaded.volume.num_slices, bundle.weights)
+    log.info("job %s: SEG %s written (%d slices, backend=%s, weights=%s)", claim.job_id,
+             seg.SOPInstanceUID, loaded.volume.num_slices, ids.backend, ids.weights)

@@ -109,8 +109,8 @@ class Service:
         sessions = session_factory(engine)
         self.sessions = sessions
         (s.data_dir / "service.json").write_text(json.dumps({
-            "models": s.models, "ae_title": s.ae_title, "scp_port": s.scp_port,
-            "api_port": s.api_port, "pid": os.getpid()}))
+            "backend": s.backend, "models": s.models, "ae_title": s.ae_title,
+            "scp_port": s.scp_port, "api_port": s.api_port, "pid": os.getpid()}))
         log.info("database %s (migrated)", redact_url(self.url))
 
         scp_config = ScpConfig.from_settings(s, ae_title=s.ae_title, host=s.scp_host,

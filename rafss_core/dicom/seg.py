@@ -119,26 +119,31 @@ class SegmentSpec:
 
 @dataclass(frozen=True)
 class AlgorithmInfo:
-    """What produced the SEG: RAFSS, its model ids and the reference-set version."""
+    """What produced the SEG: RAFSS, its backend, its model ids (each with its checkpoint's
+    SHA-256 prefix, e.g. ``litemedsam:79d8c9dca6db``) and the reference-set version."""
 
     model_ids: Sequence[str]
     reference_set_version: str
     name: str = "RAFSS"
     version: str = field(default_factory=_software_version)
     task: str | None = None
+    backend: str | None = None
 
     @property
     def algorithm_version(self) -> str:
         """AlgorithmVersion (LO, at most 64 characters): full form when it fits."""
-        full = f"{self.version} models={'+'.join(self.model_ids)} refs={self.reference_set_version}"
+        backend = f" {self.backend}" if self.backend else ""
+        full = (f"{self.version}{backend} models={'+'.join(self.model_ids)} "
+                f"refs={self.reference_set_version}")
         if len(full) <= 64:
             return full
-        short = f"{self.version} refs={self.reference_set_version}"
+        short = f"{self.version}{backend} refs={self.reference_set_version}"
         return short if len(short) <= 64 else short[:64]
 
     def parameters(self, job_key: str) -> dict[str, str]:
         """AlgorithmParameters (LT): always carries every model id and the reference set."""
         params = {
+            **({"backend": self.backend} if self.backend else {}),
             "models": " ".join(self.model_ids),
             "reference_set_version": self.reference_set_version,
             "job_key": job_key,

@@ -286,31 +286,110 @@ def dinov2_hub_to_hf(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return out
 
 
+# The official DINOv2 (facebookresearch/dinov2) interpolates position embeddings with a scale
+# factor of (grid + 0.1) / 37, bicubic, no antialias; transformers' Dinov2Model interpolates to
+# a size instead, which moves the CLS token by up to 5e-3 at 224 px. RAFSS replaces the method
+# on every DINOv2 it builds, so hub files and Hugging Face folders give the released features.
+DINOV2_INTERPOLATE_OFFSET = 0.1
+DINOV2_INTERPOLATE_ANTIALIAS = False
+
+
+def _official_interpolate_pos_encoding(self: Any, embeddings: torch.Tensor, height: int,
+                                       width: int) -> torch.Tensor:
+    """``DinoVisionTransformer.interpolate_pos_encoding`` of the official code, verbatim maths."""
+    import math
+
+    import torch
+    import torch.nn.functional as F
+
+    previous_dtype = embeddings.dtype
+    npatch = embeddings.shape[1] - 1
+    pos_embed = self.position_embeddings.float()
+    n = pos_embed.shape[1] - 1
+    if npatch == n and width == height:
+        return self.position_embeddings
+    class_pos_embed, patch_pos_embed = pos_embed[:, :1], pos_embed[:, 1:]
+    dim = embeddings.shape[-1]
+    patch = self.patch_embeddings.patch_size
+    patch = patch[0] if isinstance(patch, tuple | list) else patch
+    w0, h0 = width // patch, height // patch
+    m = int(math.sqrt(n))
+    scale = ((w0 + DINOV2_INTERPOLATE_OFFSET) / m, (h0 + DINOV2_INTERPOLATE_OFFSET) / m)
+    patch_pos_embed = F.interpolate(
+        patch_pos_embed.reshape(1, m, m, dim).permute(0, 3, 1, 2), scale_factor=scale,
+        mode="bicubic", antialias=DINOV2_INTERPOLATE_ANTIALIAS)
+    if tuple(patch_pos_embed.shape[-2:]) != (w0, h0):
+        raise ValueError(f"position grid {tuple(patch_pos_embed.shape[-2:])} != {(w0, h0)}")
+    patch_pos_embed = patch_pos_embed.permute(0, 2, 3, 1).reshape(1, -1, dim)
+    return torch.cat((class_pos_embed, patch_pos_embed), dim=1).to(previous_dtype)
+
+
+def with_official_interpolation(model: Any) -> Any:
+    """Make a transformers ``Dinov2Model`` interpolate position embeddings as released."""
+    import types
+
+    emb = model.embeddings
+    emb.interpolate_pos_encoding = types.MethodType(_official_interpolate_pos_encoding, emb)
+    return model
+
+
+def hub_arch(config: dict[str, Any]) -> dict[str, Any]:
+    """Official ``DinoVisionTransformer`` constructor arguments -> ``Dinov2Config`` fields."""
+    ffn = config.get("ffn_layer", "mlp")
+    if ffn not in ("mlp", "swiglu", "swiglufused"):
+        raise ModelSpecError(f"DINOv2 ffn_layer {ffn!r} is not supported")
+    if config.get("num_register_tokens", 0):
+        raise ModelSpecError("DINOv2 with registers is not supported; use the plain dinov2_vit*14")
+    return {
+        "hidden_size": config["embed_dim"], "num_hidden_layers": config["depth"],
+        "num_attention_heads": config["num_heads"], "mlp_ratio": config.get("mlp_ratio", 4),
+        "image_size": config.get("img_size", 518), "patch_size": config.get("patch_size", 14),
+        "layerscale_value": config.get("init_values", 1e-5),
+        "use_swiglu_ffn": ffn != "mlp",
+    }
+
+
+def dinov2_from_hub_state(sd: dict[str, torch.Tensor], arch: dict[str, Any],
+                          name: str = "checkpoint") -> torch.nn.Module:
+    """A ``Dinov2Model`` (official interpolation) from a torch-hub state dict."""
+    from transformers import Dinov2Config, Dinov2Model
+
+    model = Dinov2Model(Dinov2Config(**arch))
+    missing, unexpected = model.load_state_dict(dinov2_hub_to_hf(sd), strict=False)
+    if missing or unexpected:
+        raise ValueError(f"{name} does not fit the DINOv2 architecture: missing {missing[:3]}, "
+                         f"unexpected {unexpected[:3]}")
+    return with_official_interpolation(model.eval())
+
+
 def build_dinov2(model_id: str, checkpoint: Path | None, device: str = "cpu") -> torch.nn.Module:
-    """DINOv2 as transformers' ``Dinov2Model``: HF folder, hub ``.pth``, or the tiny preset."""
+    """DINOv2 as transformers' ``Dinov2Model`` with the official position interpolation:
+    an HF folder, a hub ``.pth``, or the tiny preset."""
     import torch
     from transformers import Dinov2Config, Dinov2Model
 
     if model_id == TINY_RANDOM:
         torch.manual_seed(TINY_SEED)
-        return Dinov2Model(Dinov2Config(**TINY_DINOV2)).to(device).eval()
+        model = Dinov2Model(Dinov2Config(**TINY_DINOV2))
+        return with_official_interpolation(model).to(device).eval()
     if checkpoint is None:
         raise ModelNotFoundError(
             f"{model_id} needs a checkpoint: rafss models import {model_id} PATH")
     if checkpoint.is_dir():
         model = Dinov2Model.from_pretrained(str(checkpoint), local_files_only=True)
-        return model.to(device).eval()
-    model = Dinov2Model(Dinov2Config(**DINOV2_COMMON, **DINOV2_ARCHS[model_id]))
+        return with_official_interpolation(model).to(device).eval()
     sd = load_state_dict(checkpoint)
+    arch = {**DINOV2_COMMON, **DINOV2_ARCHS[model_id]}
     if "pos_embed" in sd:
-        sd = dinov2_hub_to_hf(sd)
+        return dinov2_from_hub_state(sd, arch, checkpoint.name).to(device)
+    model = Dinov2Model(Dinov2Config(**arch))
     missing, unexpected = model.load_state_dict(sd, strict=False)
     if missing or unexpected:
         raise ValueError(
             f"{checkpoint.name} does not fit {model_id}: missing {missing[:3]}, "
             f"unexpected {unexpected[:3]}"
         )
-    return model.to(device).eval()
+    return with_official_interpolation(model).to(device).eval()
 
 
 @dataclass
@@ -364,10 +443,6 @@ def embedder_id(spec: str | ModelSpec, models_dir: Path, pooling: str = "cls") -
     _, dino_id = model_ids(spec, models_dir)
     return f"{dino_id}|{dino_input_size(spec.is_random)}|{pooling}"
 
-    @property
-    def device(self) -> torch.device:
-        return next(self.sam.parameters()).device
-
 
 def load_models(spec: str | ModelSpec, models_dir: Path | None = None,
                 device: str = "cpu") -> ModelBundle:
@@ -392,3 +467,72 @@ def load_models(spec: str | ModelSpec, models_dir: Path | None = None,
     dino = build_dinov2(spec.dino, dino_path, device)
     return ModelBundle(sam, dino, f"{spec.sam}:{sam_sha[:12]}", f"{spec.dino}:{dino_sha[:12]}",
                        "pretrained", str(spec))
+
+
+# --------------------------------------------------------------------------------------------
+# Verification
+
+
+class ModelVerificationError(ValueError):
+    """A checkpoint on disk is not the file that was imported (or bundled)."""
+
+
+@dataclass(frozen=True)
+class ModelFile:
+    """A checkpoint a backend loads, with the SHA-256 it must have and how to restore it."""
+
+    model_id: str
+    path: Path
+    sha256: str
+    fix: str  # the command that restores the file
+
+    def check(self) -> str | None:
+        """None when the file is intact, else what is wrong and how to fix it."""
+        if not self.path.exists():
+            return f"{self.model_id}: checkpoint missing at {self.path}; fix: {self.fix}"
+        digest = sha256_of(self.path)
+        if digest != self.sha256:
+            return (f"{self.model_id}: checkpoint at {self.path} has SHA-256 {digest[:12]}, "
+                    f"expected {self.sha256[:12]} (changed since import); fix: {self.fix}")
+        return None
+
+
+def registry_file(registry: ModelRegistry, model_id: str) -> ModelFile:
+    """The imported checkpoint of ``model_id`` (raises the error that names the import)."""
+    entry = registry.entries.get(model_id)
+    if entry is None:
+        registry.resolve(model_id)
+        raise AssertionError  # unreachable: resolve raised
+    return ModelFile(model_id, Path(entry["path"]), entry["sha256"],
+                     f"rafss models import {model_id} /path/to/the/original/checkpoint")
+
+
+_VERIFIED: dict[tuple[str, str], tuple[int, int, int]] = {}
+
+
+def verify_files(files: list[ModelFile], force: bool = False) -> None:
+    """Re-hash each file (skipped while its size, mtime and ctime are as last verified).
+
+    Raises
+    ------
+    ModelVerificationError
+        Naming every file that is missing or changed, and the command that fixes it.
+    """
+    problems = []
+    for f in files:
+        try:
+            st = f.path.stat()
+            stamp = (st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+        except OSError:
+            stamp = None
+        key = (str(f.path), f.sha256)
+        if not force and stamp is not None and _VERIFIED.get(key) == stamp:
+            continue
+        problem = f.check()
+        if problem:
+            _VERIFIED.pop(key, None)
+            problems.append(problem)
+        elif stamp is not None:
+            _VERIFIED[key] = stamp
+    if problems:
+        raise ModelVerificationError("; ".join(problems))

@@ -24,6 +24,7 @@ from rafss_core.segmentation.retrieval import (
     ReferenceLibrary,
     ReferenceSlice,
 )
+from rafss_core.segmentation.segmenter import Segmenter
 from rafss_core.segmentation.volume import (
     IntensityProfile,
     Volume,
@@ -42,6 +43,7 @@ class LabelMap:
     labels: dict[int, str]
     slice_similarity: np.ndarray  # (Z,) best retrieval cosine similarity per slice
     object_scores: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))  # (Z, L)
+    embeddings: np.ndarray | None = None  # (Z, dim) retrieval vectors of the slices
 
     @property
     def array(self) -> np.ndarray:
@@ -70,9 +72,10 @@ def reference_slices(
     ]
 
 
-def build_library(slices: Sequence[ReferenceSlice], embedder: SliceEmbedder,
+def build_library(slices: Sequence[ReferenceSlice], embedder: SliceEmbedder | Segmenter,
                   progress: bool = False) -> ReferenceLibrary:
-    """Embed reference slices into an exact in-memory index."""
+    """Embed reference slices (with a DINOv2 embedder or a backend's own ``embed``) into an
+    exact in-memory index."""
     if not slices:
         raise ValueError("no reference slices: import and approve references first")
     emb = embedder.embed(_stack_resized([s.image for s in slices]), progress=progress)
@@ -96,7 +99,7 @@ def _stack_resized(images: Sequence[np.ndarray]) -> np.ndarray:
     return np.stack(out)
 
 
-def _label_values(library: ReferenceLibrary, labels: Iterable[int] | None) -> list[int]:
+def label_values(library: ReferenceLibrary, labels: Iterable[int] | None) -> list[int]:
     if labels is not None:
         values = sorted({int(v) for v in labels if int(v) != 0})
     else:
@@ -105,11 +108,6 @@ def _label_values(library: ReferenceLibrary, labels: Iterable[int] | None) -> li
     if not values:
         raise ValueError("no foreground labels in the references")
     return values
-
-
-def retrieve(slices: np.ndarray, library: ReferenceLibrary, embedder: SliceEmbedder, k: int,
-             progress: bool = False) -> Neighbours:
-    return library.index.search(embedder.embed(slices, progress=progress), k)
 
 
 def segment(
@@ -136,7 +134,7 @@ def segment(
     opts = options or SegmentOptions(k=k)
     embedder = embedder or models.embedder()
     decoder = decoder or MemoryDecoder(models.sam, models.sam_id)
-    values = _label_values(references, labels)
+    values = label_values(references, labels)
     slices = normalise(volume, profile)
     if embeddings is None:
         embeddings = embedder.embed(slices, progress=opts.progress)
@@ -182,7 +180,8 @@ def segment(
         bar.update(len(zs))
     bar.close()
     names = {v: (label_names or {}).get(v, str(v)) for v in values}
-    return LabelMap(volume.with_array(label_map), names, neighbours.best_similarity, scores)
+    return LabelMap(volume.with_array(label_map), names, neighbours.best_similarity, scores,
+                    embeddings)
 
 
 def merge_label_logits(best: np.ndarray, label_map: np.ndarray, logits: np.ndarray,
@@ -219,24 +218,25 @@ def _memories(decoder: MemoryDecoder, library: ReferenceLibrary, neighbours: Nei
 def label_transfer(
     volume: Volume,
     references: ReferenceLibrary,
-    models: ModelBundle,
-    embedder: SliceEmbedder | None = None,
-    profile: IntensityProfile | None = None,
+    embeddings: np.ndarray,
     label_names: dict[int, str] | None = None,
 ) -> LabelMap:
-    """Baseline: copy the top-1 retrieved reference's labels onto each target slice."""
+    """Baseline: copy the top-1 retrieved reference's labels onto each target slice.
+
+    ``embeddings`` are the target slices' retrieval vectors from the same backend, so the
+    baseline and the backend retrieve the same references.
+    """
     import torch
     import torch.nn.functional as F
 
-    embedder = embedder or models.embedder()
-    slices = normalise(volume, profile)
-    neighbours = retrieve(slices, references, embedder, 1)
-    z_count, h, w = slices.shape
+    neighbours = references.index.search(embeddings, 1)
+    z_count, h, w = volume.shape
     out = np.zeros((z_count, h, w), dtype=np.uint16)
     for z, row in enumerate(neighbours.keys):
         ref = references.slices[row[0]].labels
         t = torch.as_tensor(ref.astype(np.float32))[None, None]
         out[z] = F.interpolate(t, size=(h, w), mode="nearest-exact")[0, 0].numpy()
-    values = _label_values(references, None)
+    values = label_values(references, None)
     names = {v: (label_names or {}).get(v, str(v)) for v in values}
-    return LabelMap(volume.with_array(out), names, neighbours.best_similarity)
+    return LabelMap(volume.with_array(out), names, neighbours.best_similarity,
+                    embeddings=embeddings)

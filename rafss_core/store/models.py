@@ -103,7 +103,7 @@ class Task(Timestamped, Base):
     k: Mapped[int] = mapped_column(sa.SmallInteger, server_default="4")
     embedder_id: Mapped[str] = mapped_column(sa.String(128))
     segmenter_id: Mapped[str] = mapped_column(sa.String(128))
-    backend: Mapped[str] = mapped_column(sa.String(32), server_default="sam2")
+    backend: Mapped[str] = mapped_column(sa.String(32), server_default="sam2-memory")
     seg_type: Mapped[SegmentationType] = mapped_column(
         state_type(SegmentationType, "seg_type"), server_default=SegmentationType.BINARY.value
     )

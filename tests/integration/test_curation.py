@@ -54,7 +54,7 @@ def test_nifti_import_is_approved_and_retrievable(db_session_factory, migrated_e
     volumes = nifti_volumes(ACDC / "imagesTr", ACDC / "labelsTr", ["patient003"], "MR")
     assert [v.volume.num_slices for v in volumes] and len(volumes) == 2  # ED and ES frames
     report = import_references(db_session_factory, name, volumes, approve=True,
-                               models_dir=tmp_path, bundle=tiny)
+                               models_dir=tmp_path, segmenter=_segmenter(tiny))
     n = sum(v.volume.num_slices for v in volumes)
     assert (report.slices, report.approved, report.reference_set_version) == (n, n, 1)
     with db_session_factory() as s:
@@ -73,7 +73,7 @@ def test_nifti_import_is_approved_and_retrievable(db_session_factory, migrated_e
     assert hit.keys[0][0] == str(own_id)
     assert hit.similarities[0, 0] == pytest.approx(1.0, abs=1e-4)
     again = import_references(db_session_factory, name, volumes[:1], approve=False,
-                              models_dir=tmp_path, bundle=tiny)
+                              models_dir=tmp_path, segmenter=_segmenter(tiny))
     assert again.reference_set_version == 2 and again.approved == 0
     assert len(index) == n  # candidates are not retrievable
 
@@ -94,7 +94,7 @@ def test_dicom_series_plus_seg_import_keeps_labels_and_uids(db_session_factory, 
     assert np.array_equal(av.labels, labels)
     assert av.seg_uid == seg.SOPInstanceUID and av.series_uid == loaded.series_instance_uid
     import_references(db_session_factory, name, [av], approve=True, models_dir=tmp_path,
-                      bundle=tiny)
+                      segmenter=_segmenter(tiny))
     with db_session_factory() as s:
         rows = s.execute(sa.select(ReferenceSlice.sop_instance_uid, ReferenceSlice.slice_index,
                                    ReferenceSlice.seg_sop_instance_uid)
@@ -115,6 +115,14 @@ def test_import_refuses_models_that_do_not_match_the_task(db_session_factory, tm
         import_references(db_session_factory, name, [], approve=True, models_dir=tmp_path)
 
 
+def _segmenter(tiny, memories=None):
+    from rafss_core.segmentation.backends.sam2_memory import Sam2MemorySegmenter
+    from rafss_core.segmentation.memory import MemoryBank, MemoryDecoder
+
+    return Sam2MemorySegmenter(tiny, MemoryDecoder(tiny.sam, tiny.sam_id,
+                                                   MemoryBank(directory=memories)))
+
+
 def test_approval_precomputes_memories_the_worker_finds(db_session_factory, tiny, tmp_path):
     from rafss_core.segmentation.memory import MemoryBank, MemoryDecoder
     from rafss_core.store.repositories import load_reference_slices
@@ -123,7 +131,7 @@ def test_approval_precomputes_memories_the_worker_finds(db_session_factory, tiny
     volumes = nifti_volumes(ACDC / "imagesTr", ACDC / "labelsTr", ["patient005_frame01"], "MR")
     memories = tmp_path / "memories"
     import_references(db_session_factory, name, volumes, approve=True, models_dir=tmp_path,
-                      bundle=tiny, memories_dir=memories)
+                      segmenter=_segmenter(tiny, memories), memories_dir=memories)
     n = volumes[0].volume.num_slices
     assert len(list(memories.rglob("*.safetensors"))) == n * 3  # every slice x label
     # what a worker does at job time: slices from the store, masks per task label

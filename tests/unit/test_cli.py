@@ -71,8 +71,14 @@ def test_models_import_and_list(tmp_path):
     res = runner.invoke(app, ["models", "import", "sam2.1-t", str(ckpt), "--data-dir",
                               str(tmp_path / "d")])
     assert res.exit_code == 0, res.output
-    listing = runner.invoke(app, ["models", "list", "--data-dir", str(tmp_path / "d")])
-    assert "sam2.1-t" in listing.output and "sha256=" in listing.output
+    listing = runner.invoke(app, ["models", "list", "--json", "--data-dir",
+                                  str(tmp_path / "d")])
+    assert listing.exit_code == 0, listing.output
+    rows = {r["model_id"]: r for r in json.loads(listing.stdout[listing.stdout.index("["):])}
+    assert rows["sam2.1-t"]["backend"] == "sam2-memory" and len(rows["sam2.1-t"]["sha256"]) == 64
+    # LiteMedSAM is available without an import, with its pinned checkpoint hash
+    assert rows["litemedsam"]["sha256"].startswith("79d8c9dca6db")
+    assert rows["litemedsam"]["size_bytes"] == 39370479
     bad = runner.invoke(app, ["models", "import", "sam2.1-t", str(tmp_path / "nope.pt")])
     assert bad.exit_code == 2 and "does not exist" in bad.output
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from rafss_core.store.enums import SegmentationType
@@ -33,7 +34,7 @@ def create_task(
     segmenter_id: str,
     actor: str,
     k: int = 4,
-    backend: str = "sam2",
+    backend: str = "sam2-memory",
     seg_type: SegmentationType = SegmentationType.BINARY,
     description: str | None = None,
 ) -> Task:
@@ -75,3 +76,10 @@ def create_task(
         details={"name": name, "modality": modality, "labels": [s.number for s in labels]},
     )
     return task
+
+
+def task_models(session: Session) -> dict[str, list[str]]:
+    """``{task name: [backend, model ids of its spec...]}`` for ``rafss models list``."""
+    rows = session.execute(sa.select(Task.name, Task.backend, Task.segmenter_id)).all()
+    return {name: [backend, *(p.strip() for p in spec.split(",") if p.strip())]
+            for name, backend, spec in rows}

