@@ -169,8 +169,9 @@ def run_segment_job(ctx: WorkerContext, claim: Claim) -> None:
 
     inputs = _inputs(ctx.sessions, claim.job_id)
     task = inputs.task
-    loaded = load_series(inputs.spool_paths)
+    # models first: a checkpoint that fails verification refuses the job before any work
     segmenter = ctx.segmenter(task.backend, task.segmenter_id)
+    loaded = load_series(inputs.spool_paths)
     ids = segmenter.ids
     if ids.embedder_id != task.embedder_id:
         raise ValueError(
