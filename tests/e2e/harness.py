@@ -53,6 +53,7 @@ class Rafss:
     scp_port: int = field(default_factory=free_port)
     api_port: int = field(default_factory=free_port)
     quiet_seconds: float = 1.0
+    models: str | None = "tiny-random"  # None: what `make up` does (auto: litemedsam-box)
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -73,7 +74,8 @@ class Rafss:
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
             [*RAFSS, "up", "--scp-port", str(self.scp_port), "--api-port", str(self.api_port),
-             "--series-quiet-seconds", str(self.quiet_seconds), "--models", "tiny-random"],
+             "--series-quiet-seconds", str(self.quiet_seconds),
+             *(["--models", self.models] if self.models else [])],
             env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
         wait_for(self.healthy, 120, "rafss up to answer /health")
         wait_for(lambda: (self.data_dir / "worker.pid").exists(), 60, "the worker to start")

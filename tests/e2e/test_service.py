@@ -47,3 +47,30 @@ def test_study_in_seg_out(make_rafss, pacs, series_files):
     assert "Storage SCP RAFSS stopped" in log
     for phi in (PATIENT_NAME, PATIENT_ID, "DOE", "19700101"):
         assert phi not in log, f"PHI {phi!r} leaked into the logs"
+
+
+def test_make_up_defaults_deliver_real_masks(make_rafss, pacs, series_files):
+    """What a new user gets from `make up` (no --models): LiteMedSAM's real weights, and a SEG
+    whose masks match the expert annotation of ACDC patient001."""
+    import numpy as np
+
+    from rafss_core.dicom.seg import read_seg
+    from rafss_core.dicom.series import load_series
+    from rafss_core.segmentation import metrics
+    from tests.factories import acdc_case
+
+    rafss = make_rafss(models=None).start()
+    rafss.setup_cardiac(pacs.port, ref_patients="patient003_frame01,patient004_frame01")
+    assert storescu(rafss.scp_port, series_files) == 0
+    received = wait_for(pacs.received, 600, "the SEG at the PACS")
+    assert _dciodvfy_errors(received[0]) == []
+    seg = pydicom.dcmread(received[0])
+    algo = seg.SegmentSequence[0].SegmentationAlgorithmIdentificationSequence[0]
+    assert "backend=litemedsam-box" in str(algo.AlgorithmParameters)
+    assert "litemedsam:79d8c9dca6db" in str(algo.AlgorithmParameters)
+    labels = read_seg(received[0], load_series(series_files)).labels  # SEG segment numbers
+    _, truth = acdc_case("patient001_frame01")
+    dice = [metrics.per_label(labels, truth, [v], (10.0, 1.5, 1.5))[v]["dice"] for v in (1, 2, 3)]
+    assert np.mean(dice) > 0.5, dice  # random weights give near 0
+    log = rafss.log_path.read_text()
+    assert "segmentation backend litemedsam-box" in log and "RANDOM WEIGHTS" not in log

@@ -32,8 +32,8 @@ ACDC_SEGMENTS = (
                 (220, 20, 60)),
 )
 ALGORITHM = AlgorithmInfo(
-    model_ids=("sam2.1_hiera_tiny", "dinov2-small"), reference_set_version="acdc-refs-v7",
-    task="acdc-cardiac",
+    model_ids=("litemedsam:79d8c9dca6db",), reference_set_version="acdc-refs-v7",
+    task="acdc-cardiac", backend="litemedsam-box",
 )
 
 

