@@ -34,6 +34,7 @@ CANDIDATES: dict[str, PromptRule] = {
     "presence 0.25": replace(BASE, presence=0.25),
     "presence 0.75": replace(BASE, presence=0.75),
 }
+GRIDS = {"retrieval: global mean (256 d)": 1, "retrieval: 4 x 4 pooling (4096 d)": 4}
 
 
 def main() -> None:
@@ -68,6 +69,20 @@ def main() -> None:
         rows.append(row)
         print(f"{name:50s} mean {row['mean_dice']:.3f}  " + "  ".join(
             f"{k[5:]} {v:.3f}" for k, v in row.items() if k.startswith("dice_")), flush=True)
+    for name, grid in GRIDS.items():
+        if args.only and name not in args.only:
+            continue
+        segmenter.rule, segmenter.pool_grid = BASE, grid  # type: ignore[attr-defined]
+        cfg = EvalConfig(data=args.data, refs=args.refs, queries=args.queries, k=args.k,
+                         query_split="val", cache_dir=args.cache_dir, baseline="label-transfer",
+                         progress=False)
+        report = run_eval(cfg, segmenter)
+        for label, rep in ((name, report), (f"  label transfer, {name}", report["baseline"])):
+            row = {"rule": label, "mean_dice": rep["mean_dice"],
+                   **{f"dice_{k}": v["dice"] for k, v in rep["per_label"].items()}}
+            rows.append(row)
+            print(f"{label:50s} mean {row['mean_dice']:.3f}  " + "  ".join(
+                f"{k[5:]} {v:.3f}" for k, v in row.items() if k.startswith("dice_")), flush=True)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(rows, indent=2))

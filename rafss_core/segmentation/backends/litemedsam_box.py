@@ -63,8 +63,8 @@ def parse(models: str) -> str | None:
     return parts[1] if len(parts) == 2 else None
 
 
-def _lite_embedder_id(lite_id: str) -> str:
-    return f"{lite_id}|{lms.INPUT_SIZE}|pool{POOL_GRID}"
+def _lite_embedder_id(lite_id: str, grid: int = POOL_GRID) -> str:
+    return f"{lite_id}|{lms.INPUT_SIZE}|pool{grid}"
 
 
 def ids(models: str, models_dir: Path) -> SegmenterIds:
@@ -94,12 +94,13 @@ class LiteMedSamBoxSegmenter:
     cache: lms.FeatureCache | None = None
     rule: PromptRule = field(default_factory=lambda: DEFAULT_RULE)
     models: str = lms.LITEMEDSAM
+    pool_grid: int = POOL_GRID
 
     @property
     def ids(self) -> SegmenterIds:
         if self.dino_embedder is None:
             return SegmenterIds(NAME, self.models, (self.lite_id,),
-                                _lite_embedder_id(self.lite_id), "pretrained")
+                                _lite_embedder_id(self.lite_id, self.pool_grid), "pretrained")
         return SegmenterIds(NAME, self.models, (self.lite_id, self.dino_embedder.model_id),
                             self.dino_embedder.embedder_id, "pretrained")
 
@@ -114,8 +115,10 @@ class LiteMedSamBoxSegmenter:
         out = []
         for start in tqdm(range(0, len(slices), 4), desc="embed slices (LiteMedSAM)",
                           unit="batch", disable=not progress):
-            out.append(lms.pool(self.features(slices[start : start + 4]), POOL_GRID).numpy())
-        return np.concatenate(out) if out else np.zeros((0, 256 * POOL_GRID**2), np.float32)
+            out.append(lms.pool(self.features(slices[start : start + 4]),
+                                self.pool_grid).numpy())
+        return np.concatenate(out) if out else np.zeros((0, 256 * self.pool_grid**2),
+                                                        np.float32)
 
     def prepare(self, references: Sequence[ReferenceSlice], labels: Sequence[int],
                 progress: bool = False) -> int:
@@ -148,7 +151,8 @@ class LiteMedSamBoxSegmenter:
         for start in range(0, z_count, opts.slice_chunk):
             zs = list(range(start, min(start + opts.slice_chunk, z_count)))
             feats = self.features(slices[zs])
-            emb = lms.pool(feats, POOL_GRID).numpy() if embeddings is None else embeddings[zs]
+            emb = lms.pool(feats, self.pool_grid).numpy() if embeddings is None \
+                else embeddings[zs]
             vectors.append(emb)
             found = references.index.search(emb, opts.k)
             similarity[zs] = found.best_similarity
