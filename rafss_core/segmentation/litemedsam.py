@@ -252,3 +252,59 @@ def encode_cached(net: Any, slices: np.ndarray, cache: FeatureCache | None,
             found[i] = feats.numpy().astype(np.float16)
             cache.save(slices[i], found[i])
     return torch.from_numpy(np.stack(found).astype(np.float32))
+
+
+def labels_to_frame(labels: np.ndarray) -> np.ndarray:
+    """A ``(H, W)`` label map in the padded 256 frame (nearest neighbour, pixel centres)."""
+    frame = Frame(*labels.shape)
+    h, w = frame.resized
+    rows = np.minimum(((np.arange(h) + 0.5) * labels.shape[0] / h).astype(int),
+                      labels.shape[0] - 1)
+    cols = np.minimum(((np.arange(w) + 0.5) * labels.shape[1] / w).astype(int),
+                      labels.shape[1] - 1)
+    out = np.zeros((INPUT_SIZE, INPUT_SIZE), dtype=labels.dtype)
+    out[:h, :w] = labels[np.ix_(rows, cols)]
+    return out
+
+
+MATCH_GRID = 32  # the embedding is pooled to 32 x 32 (8 frame pixels a cell) for matching
+
+
+def match_shift(target: torch.Tensor, reference: torch.Tensor, mask: np.ndarray,
+                context: int = 2) -> tuple[int, int]:
+    """Where the reference's annotated region sits in the target, as a ``(dy, dx)`` shift in
+    frame pixels.
+
+    Template matching in LiteMedSAM's embedding space: the reference embedding around its
+    foreground (``mask``, a frame-sized boolean map, grown by ``context`` cells) is slid over
+    the target embedding; the shift with the highest mean cosine similarity wins. Both
+    embeddings are ``(256, 64, 64)``.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    cell = INPUT_SIZE // MATCH_GRID
+    ys, xs = np.nonzero(mask)
+    if len(ys) == 0:
+        return 0, 0
+    y0, y1 = max(0, ys.min() // cell - context), min(MATCH_GRID, ys.max() // cell + 1 + context)
+    x0, x1 = max(0, xs.min() // cell - context), min(MATCH_GRID, xs.max() // cell + 1 + context)
+    t = F.normalize(F.adaptive_avg_pool2d(target.float()[None], MATCH_GRID), dim=1)
+    r = F.normalize(F.adaptive_avg_pool2d(reference.float()[None], MATCH_GRID), dim=1)
+    template = r[:, :, y0:y1, x0:x1]
+    th, tw = template.shape[-2:]
+    scores = F.conv2d(F.pad(t, (tw - 1, tw - 1, th - 1, th - 1)), template)[0, 0]
+    # scores[i, j]: template's top-left at (i - th + 1, j - tw + 1) in the target grid
+    best = int(torch.argmax(scores))
+    i, j = divmod(best, scores.shape[1])
+    return (i - th + 1 - y0) * cell, (j - tw + 1 - x0) * cell
+
+
+def shift_labels(labels: np.ndarray, dy: int, dx: int) -> np.ndarray:
+    """Translate a frame label map by ``(dy, dx)`` pixels, zero fill."""
+    out = np.zeros_like(labels)
+    h, w = labels.shape
+    ys, yd = (slice(0, h - dy), slice(dy, h)) if dy >= 0 else (slice(-dy, h), slice(0, h + dy))
+    xs, xd = (slice(0, w - dx), slice(dx, w)) if dx >= 0 else (slice(-dx, w), slice(0, w + dx))
+    out[yd, xd] = labels[ys, xs]
+    return out

@@ -34,6 +34,7 @@ class PromptRule:
     dense_prior: bool = False  # also give the transferred mask as a dense prompt
     refine: bool = False  # decode again with the box of the first prediction
     nesting: bool = True  # prompt rings as filled outlines and subtract what they enclose
+    align: bool = True  # move each reference's labels to where they match the target
 
 
 def box_of(mask: np.ndarray) -> Box | None:

@@ -40,7 +40,6 @@ from rafss_core.segmentation.prompts import (
     box_of,
     enclosures,
     label_prompt,
-    resample_nearest,
 )
 from rafss_core.segmentation.retrieval import ReferenceLibrary, ReferenceSlice
 from rafss_core.segmentation.segmenter import BuildContext, SegmenterIds
@@ -147,6 +146,7 @@ class LiteMedSamBoxSegmenter:
         scores = np.full((z_count, len(values)), ABSENT, dtype=np.float32)
         similarity = np.zeros(z_count, dtype=np.float32)
         vectors: list[np.ndarray] = []
+        ref_feats: dict[str, Any] = {}  # reference encodings used by this volume
         bar = tqdm(total=z_count, desc="segment slices", unit="slice", disable=not opts.progress)
         for start in range(0, z_count, opts.slice_chunk):
             zs = list(range(start, min(start + opts.slice_chunk, z_count)))
@@ -157,53 +157,69 @@ class LiteMedSamBoxSegmenter:
             found = references.index.search(emb, opts.k)
             similarity[zs] = found.best_similarity
             for local, z in enumerate(zs):
-                refs = [resample_nearest(references.slices[key].labels, (h, w))
+                refs = [self._aligned(feats[local], references.slices[key], key, ref_feats)
                         for key in found.keys[local]]
-                label_map[z], scores[z] = self._slice(feats[local : local + 1], refs, values)
+                logits, scores[z] = self._frame_logits(feats[local : local + 1], refs, values)
+                label_map[z] = _merge(logits, (h, w))
             bar.update(len(zs))
         bar.close()
         names = {v: (label_names or {}).get(v, str(v)) for v in values}
         return LabelMap(volume.with_array(label_map), names, similarity, scores,
                         np.concatenate(vectors) if vectors else None)
 
-    def _slice(self, feats: Any, refs: list[np.ndarray], values: list[int]
-               ) -> tuple[np.ndarray, np.ndarray]:
-        """Label map and per-label scores of one slice from its top-k reference label maps."""
+    def _aligned(self, target: Any, ref: ReferenceSlice, key: str,
+                 seen: dict[str, Any]) -> np.ndarray:
+        """A retrieved reference's label map in the target's 256 frame; with ``rule.align``
+        moved to where its annotated region matches the target (embedding template match)."""
+        labels = lms.labels_to_frame(ref.labels)
+        if not self.rule.align or not labels.any():
+            return labels
+        if key not in seen:
+            seen[key] = self.features(ref.image[None])[0]
+        dy, dx = lms.match_shift(target, seen[key], labels > 0)
+        return lms.shift_labels(labels, dy, dx)
+
+    def _frame_logits(self, feats: Any, refs: list[np.ndarray], values: list[int]
+                      ) -> tuple[dict[int, Any], np.ndarray]:
+        """Per-label low-res logits in the frame and per-label scores of one slice, from its
+        top-k reference label maps (already in the frame)."""
         import torch
 
-        shape = refs[0].shape
         nested = enclosures(refs, values) if self.rule.nesting else {}
         prompts = {v: label_prompt(refs, v, self.rule, nested.get(v, ())) for v in values}
         present = [v for v in values if prompts[v].box is not None]
         scores = np.full(len(values), ABSENT, dtype=np.float32)
         if not present:
-            return np.zeros(shape, dtype=np.uint16), scores
-        frame = lms.Frame(*shape)
-        boxes = torch.tensor([prompts[v].box for v in present], dtype=torch.float32) * frame.scale
+            return {}, scores
+        boxes = torch.tensor([prompts[v].box for v in present], dtype=torch.float32)
         dense = None
         if self.rule.dense_prior:
             priors = np.stack([prompts[v].prior for v in present])  # type: ignore[misc]
-            dense = lms.masks_to_frame(priors * 2.0 - 1.0) * 10.0  # soft mask as logits
+            dense = torch.as_tensor(priors * 20.0 - 10.0)[:, None]  # soft mask as logits
         rows = feats.expand(len(present), -1, -1, -1)
         low_res, iou = lms.decode(self.net, rows, boxes, dense)
-        logits = lms.logits_from_frame(low_res, shape).numpy()
         if self.rule.refine:
-            boxes = _refined_boxes(logits, boxes / frame.scale, self.rule.margin * max(shape))
-            low_res, iou = lms.decode(self.net, rows, boxes * frame.scale, dense)
-            logits = lms.logits_from_frame(low_res, shape).numpy()
-        by_value = dict(zip(present, logits, strict=True))
+            boxes = _refined_boxes(low_res[:, 0].numpy(), boxes, self.rule.margin * lms.INPUT_SIZE)
+            low_res, iou = lms.decode(self.net, rows, boxes, dense)
+        by_value = dict(zip(present, low_res, strict=True))
         for outer, inner in nested.items():  # a ring is its filled outline minus what it holds
             if outer in by_value:
                 for v in inner:
                     if v in by_value:
-                        by_value[outer][by_value[v] >= 0] = -np.inf
-        best = np.full(shape, -np.inf, dtype=np.float32)
-        out = np.zeros(shape, dtype=np.uint16)
-        for v in present:
-            merge_label_logits(best, out, by_value[v], v)
+                        by_value[outer] = by_value[outer].masked_fill(by_value[v] >= 0, -1e4)
         for v, s in zip(present, iou.numpy(), strict=True):
             scores[values.index(v)] = s
-        return out, scores
+        return by_value, scores
+
+
+def _merge(logits: dict[int, Any], shape: tuple[int, int]) -> np.ndarray:
+    """Frame logits per label -> a label map on the source grid (argmax, background < 0)."""
+    best = np.full(shape, -np.inf, dtype=np.float32)
+    out = np.zeros(shape, dtype=np.uint16)
+    for v in sorted(logits):
+        merge_label_logits(best, out, lms.logits_from_frame(logits[v][None], shape).numpy()[0],
+                           v)
+    return out
 
 
 def _refined_boxes(logits: np.ndarray, boxes: Any, margin: float) -> Any:
