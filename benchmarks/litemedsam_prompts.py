@@ -23,16 +23,18 @@ from rafss_core.segmentation.segmenter import BuildContext
 
 BASE = PromptRule()
 CANDIDATES: dict[str, PromptRule] = {
-    "top1 box, 5 px margin, no nesting (prototype)": replace(
-        BASE, box_from="top1", margin=5 / 256, nesting=False),
-    "median box, majority vote, no nesting": replace(BASE, nesting=False),
-    "median box, majority vote, nesting": BASE,
-    "+ dense prior": replace(BASE, dense_prior=True),
-    "+ refine": replace(BASE, refine=True),
-    "margin 0.02": replace(BASE, margin=0.02),
-    "margin 0.08": replace(BASE, margin=0.08),
-    "presence 0.25": replace(BASE, presence=0.25),
-    "presence 0.75": replace(BASE, presence=0.75),
+    "prototype: top-1 box, 5 px margin": replace(
+        BASE, box_from="top1", margin=5 / 256, nesting=False, align=False),
+    "median box, majority vote": replace(BASE, nesting=False, align=False),
+    "+ aligned references": replace(BASE, nesting=False),
+    "+ aligned + nesting (default)": BASE,
+    "default + dense prior": replace(BASE, dense_prior=True),
+    "default + refine": replace(BASE, refine=True),
+    "default, margin 0.02": replace(BASE, margin=0.02),
+    "default, margin 0.08": replace(BASE, margin=0.08),
+    "default, presence 0.25": replace(BASE, presence=0.25),
+    "default, presence 0.75": replace(BASE, presence=0.75),
+    "default, top-1 box": replace(BASE, box_from="top1"),
 }
 GRIDS = {"retrieval: global mean (256 d)": 1, "retrieval: 4 x 4 pooling (4096 d)": 4}
 

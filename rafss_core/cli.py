@@ -437,7 +437,8 @@ def references_import(
         else:
             _fail("give --images and --labels (NIfTI), or --dicom and --seg (DICOM)")
         report = import_references(sessions, task, volumes, approve, settings.models_dir,
-                                   memories_dir=settings.memories_dir)
+                                   memories_dir=settings.memories_dir,
+                                   encodings_dir=settings.encodings_dir)
     except (LookupError, ValueError, FileNotFoundError) as exc:
         _fail(str(exc))
     typer.echo(f"task {task}: reference set v{report.reference_set_version}, "

@@ -74,6 +74,11 @@ class Settings(BaseSettings):
         return self.data_dir / "memories"
 
     @property
+    def encodings_dir(self) -> Path:
+        """LiteMedSAM image encodings of approved references, computed once at import."""
+        return self.data_dir / "encodings"
+
+    @property
     def models_dir(self) -> Path:
         """Where ``rafss models import`` keeps checkpoints and the registry file."""
         return self.data_dir / "models"

@@ -124,12 +124,14 @@ def import_references(
     sessions: sessionmaker[Session], task_name: str, volumes: Sequence[AnnotatedVolume],
     approve: bool, models_dir: Path, actor: str = "cli", segmenter: Segmenter | None = None,
     origin: ReferenceOrigin = ReferenceOrigin.IMPORT, memories_dir: Path | None = None,
+    encodings_dir: Path | None = None,
 ) -> ImportReport:
     """Embed and store every slice of the volumes as a new reference-set version.
 
     Slices are embedded with the task's backend. With ``approve``, what the backend needs of
-    the approved slices is precomputed (``sam2-memory``: SAM 2 memories, one per task label,
-    written to ``memories_dir`` where the workers' memory banks find them).
+    the approved slices is precomputed where the workers find it (``sam2-memory``: SAM 2
+    memories, one per task label, in ``memories_dir``; ``litemedsam-box``: image encodings in
+    ``encodings_dir``).
     """
     from tqdm import tqdm
 
@@ -139,7 +141,8 @@ def import_references(
             task.id, task.modality, task.backend, task.segmenter_id, task.embedder_id)
         label_values = [lab.number for lab in task.labels]
     segmenter = segmenter or build_segmenter(
-        backend, spec, BuildContext(models_dir, memories_dir=memories_dir))
+        backend, spec, BuildContext(models_dir, memories_dir=memories_dir,
+                                    cache_dir=encodings_dir))
     got_id = segmenter.ids.embedder_id
     if got_id != want_id:
         raise ValueError(f"task {task_name!r} expects embedder {want_id!r}, models give "

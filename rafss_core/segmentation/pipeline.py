@@ -78,25 +78,17 @@ def build_library(slices: Sequence[ReferenceSlice], embedder: SliceEmbedder | Se
     exact in-memory index."""
     if not slices:
         raise ValueError("no reference slices: import and approve references first")
-    emb = embedder.embed(_stack_resized([s.image for s in slices]), progress=progress)
+    # each slice is embedded at its own shape (the embedder resizes to its input size itself)
+    by_shape: dict[tuple[int, ...], list[int]] = {}
+    for i, s in enumerate(slices):
+        by_shape.setdefault(s.image.shape, []).append(i)
+    emb: np.ndarray | None = None
+    for idx in by_shape.values():
+        part = embedder.embed(np.stack([slices[i].image for i in idx]), progress=progress)
+        if emb is None:
+            emb = np.zeros((len(slices), part.shape[1]), dtype=np.float32)
+        emb[idx] = part
     return ReferenceLibrary({s.key: s for s in slices}, ExactIndex([s.key for s in slices], emb))
-
-
-def _stack_resized(images: Sequence[np.ndarray]) -> np.ndarray:
-    """Stack 2D images; differing shapes are resampled to the first image's shape."""
-    shape = images[0].shape
-    if all(im.shape == shape for im in images):
-        return np.stack(images)
-    import torch
-    import torch.nn.functional as F
-
-    out = []
-    for im in images:
-        if im.shape != shape:
-            t = torch.as_tensor(im, dtype=torch.float32)[None, None]
-            im = F.interpolate(t, size=shape, mode="bilinear", align_corners=False)[0, 0].numpy()
-        out.append(im)
-    return np.stack(out)
 
 
 def label_values(library: ReferenceLibrary, labels: Iterable[int] | None) -> list[int]:

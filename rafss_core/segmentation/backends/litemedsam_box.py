@@ -121,8 +121,16 @@ class LiteMedSamBoxSegmenter:
 
     def prepare(self, references: Sequence[ReferenceSlice], labels: Sequence[int],
                 progress: bool = False) -> int:
-        """Nothing to precompute: prompts come from the reference masks themselves."""
-        return 0
+        """Encode the references into the encoding cache (when there is one), so aligning them
+        to a target at job time costs no encoder pass."""
+        from tqdm import tqdm
+
+        if self.cache is None:
+            return 0
+        for ref in tqdm(references, desc="reference encodings", unit="slice",
+                        disable=not progress):
+            self.features(ref.image[None])
+        return len(references)
 
     def segment(
         self,

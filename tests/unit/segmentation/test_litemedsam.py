@@ -84,3 +84,30 @@ def test_feature_cache_reuses_encodings(net, tmp_path):
     again = lms.encode_cached(net, slices, cache)
     assert torch.allclose(first, again)  # stored as float16, loaded back identically
     assert torch.allclose(first, lms.encode(net, slices), atol=2e-2, rtol=1e-2)
+
+
+def test_template_match_finds_where_the_annotated_region_moved(net):
+    """A reference whose object sits 48 px left and 32 px up of the target's is moved onto it."""
+    rng = np.random.default_rng(2)
+
+    def scene(cy: int, cx: int) -> tuple[np.ndarray, np.ndarray]:
+        yy, xx = np.mgrid[:256, :256]
+        ring = np.abs(np.hypot(yy - cy, xx - cx) - 22) < 6
+        blob = np.hypot(yy - cy, xx - cx) < 16
+        img = 0.1 + 0.5 * ring + 0.8 * blob + rng.normal(0, 0.02, (256, 256))
+        return img.astype(np.float32), blob.astype(np.int16)
+
+    target_img, target_mask = scene(140, 150)
+    ref_img, ref_mask = scene(108, 102)
+    feats = lms.encode(net, np.stack([target_img, ref_img]))
+    dy, dx = lms.match_shift(feats[0], feats[1], lms.labels_to_frame(ref_mask) > 0)
+    assert abs(dy - 32) <= 8 and abs(dx - 48) <= 8
+    moved = lms.shift_labels(lms.labels_to_frame(ref_mask), dy, dx)
+    assert (moved & target_mask).sum() / target_mask.sum() > 0.7
+
+
+def test_shift_labels_moves_with_zero_fill():
+    lab = np.zeros((6, 6), np.int16)
+    lab[0, 0] = 1
+    assert lms.shift_labels(lab, 2, 3)[2, 3] == 1 and lms.shift_labels(lab, 2, 3).sum() == 1
+    assert lms.shift_labels(lab, -1, 0).sum() == 0
