@@ -28,6 +28,7 @@ CANDIDATES: dict[str, PromptRule] = {
     "median box, majority vote": replace(BASE, nesting=False, align=False),
     "+ aligned references": replace(BASE, nesting=False),
     "+ aligned + nesting (default)": BASE,
+    "default, ring from thickness": replace(BASE, ring="thickness"),
     "default + dense prior": replace(BASE, dense_prior=True),
     "default + refine": replace(BASE, refine=True),
     "default, margin 0.02": replace(BASE, margin=0.02),

@@ -35,6 +35,9 @@ class PromptRule:
     refine: bool = False  # decode again with the box of the first prediction
     nesting: bool = True  # prompt rings as filled outlines and subtract what they enclose
     align: bool = True  # move each reference's labels to where they match the target
+    # a nested ring: "outline" = the model's filled outline minus the enclosed labels;
+    # "thickness" = the enclosed labels' prediction grown by the references' ring thickness
+    ring: str = "outline"
 
 
 def box_of(mask: np.ndarray) -> Box | None:
@@ -120,3 +123,25 @@ def label_prompt(reference_labels: Sequence[np.ndarray], value: int, rule: Promp
              min(shape[0] - 1.0, y1 + grow))
     prior = np.mean(masks, axis=0).astype(np.float32) if rule.dense_prior else None
     return LabelPrompt(grown, prior)
+
+
+def ring_thickness(reference_labels: Sequence[np.ndarray], outer: int,
+                   enclosed: Sequence[int]) -> float | None:
+    """Median ring thickness (pixels) of ``outer`` around ``enclosed`` in the references, from
+    equivalent-circle radii: ``sqrt((A_ring + A_inner) / pi) - sqrt(A_inner / pi)``."""
+    values = []
+    for lab in reference_labels:
+        inner = int(np.isin(lab, list(enclosed)).sum())
+        ring = int((lab == outer).sum())
+        if inner and ring:
+            values.append(np.sqrt((ring + inner) / np.pi) - np.sqrt(inner / np.pi))
+    return float(np.median(values)) if values else None
+
+
+def grown_ring(inner: np.ndarray, thickness: float) -> np.ndarray:
+    """The ring of width ``thickness`` around a binary mask (disk-shaped dilation)."""
+    from scipy.ndimage import binary_dilation
+
+    r = max(1, round(thickness))
+    yy, xx = np.mgrid[-r : r + 1, -r : r + 1]
+    return binary_dilation(inner, structure=(yy**2 + xx**2) <= r * r) & ~inner

@@ -39,7 +39,9 @@ from rafss_core.segmentation.prompts import (
     PromptRule,
     box_of,
     enclosures,
+    grown_ring,
     label_prompt,
+    ring_thickness,
 )
 from rafss_core.segmentation.retrieval import ReferenceLibrary, ReferenceSlice
 from rafss_core.segmentation.segmenter import BuildContext, SegmenterIds
@@ -210,14 +212,29 @@ class LiteMedSamBoxSegmenter:
             boxes = _refined_boxes(low_res[:, 0].numpy(), boxes, self.rule.margin * lms.INPUT_SIZE)
             low_res, iou = lms.decode(self.net, rows, boxes, dense)
         by_value = dict(zip(present, low_res, strict=True))
-        for outer, inner in nested.items():  # a ring is its filled outline minus what it holds
+        for outer, inner in nested.items():
             if outer in by_value:
-                for v in inner:
-                    if v in by_value:
-                        by_value[outer] = by_value[outer].masked_fill(by_value[v] >= 0, -1e4)
+                by_value[outer] = self._ring(by_value, outer, inner, refs)
         for v, s in zip(present, iou.numpy(), strict=True):
             scores[values.index(v)] = s
         return by_value, scores
+
+
+    def _ring(self, by_value: dict[int, Any], outer: int, inner: Sequence[int],
+              refs: list[np.ndarray]) -> Any:
+        """Logits of a ring label from its filled-outline logits and the labels it encloses."""
+        import torch
+
+        held = [by_value[v] >= 0 for v in inner if v in by_value]
+        if not held:
+            return by_value[outer]
+        enclosed = torch.stack(held).any(dim=0)
+        thickness = ring_thickness(refs, outer, inner) if self.rule.ring == "thickness" else None
+        if thickness is None or not enclosed.any():  # outline minus what it holds
+            return by_value[outer].masked_fill(enclosed, -1e4)
+        ring = torch.as_tensor(grown_ring(enclosed[0].numpy(), thickness))[None]
+        return torch.where(ring, by_value[outer].clamp_min(1.0), torch.full_like(
+            by_value[outer], -1e4))
 
 
 def _merge(logits: dict[int, Any], shape: tuple[int, int]) -> np.ndarray:
