@@ -27,8 +27,9 @@ CANDIDATES: dict[str, PromptRule] = {
         BASE, box_from="top1", margin=5 / 256, nesting=False, align=False),
     "median box, majority vote": replace(BASE, nesting=False, align=False),
     "+ aligned references": replace(BASE, nesting=False),
-    "+ aligned + nesting (default)": BASE,
-    "default, ring from thickness": replace(BASE, ring="thickness"),
+    "+ aligned + nesting, ring = outline minus cavity": replace(BASE, ring="outline"),
+    "+ aligned + nesting, ring = cavity grown by thickness": replace(BASE, ring="thickness"),
+    "+ aligned + nesting (thickness) + rerank 16": replace(BASE, ring="thickness", rerank=16),
     "default + dense prior": replace(BASE, dense_prior=True),
     "default + refine": replace(BASE, refine=True),
     "default, margin 0.02": replace(BASE, margin=0.02),
@@ -53,25 +54,25 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING)
     segmenter = build_segmenter("litemedsam-box", "litemedsam",
                                 BuildContext(Path("/nonexistent"), cache_dir=args.cache_dir))
-    rows = []
-    for i, (name, rule) in enumerate(CANDIDATES.items()):
+    rows: list[dict] = []
+    for name, rule in CANDIDATES.items():
         if args.only and name not in args.only:
             continue
         segmenter.rule = rule  # type: ignore[attr-defined]
         cfg = EvalConfig(data=args.data, refs=args.refs, queries=args.queries, k=args.k,
                          query_split="val", cache_dir=args.cache_dir,
-                         baseline="label-transfer" if i == 0 else None, progress=False)
+                         baseline=None if rows else "label-transfer", progress=False)
         report = run_eval(cfg, segmenter)
-        row = {"rule": name, **asdict(rule), "mean_dice": report["mean_dice"],
-               **{f"dice_{k}": v["dice"] for k, v in report["per_label"].items()}}
+        results = [(name, report, asdict(rule))]
         if "baseline" in report:
-            rows.append({"rule": "label transfer (same retrieval)",
-                         "mean_dice": report["baseline"]["mean_dice"],
-                         **{f"dice_{k}": v["dice"]
-                            for k, v in report["baseline"]["per_label"].items()}})
-        rows.append(row)
-        print(f"{name:50s} mean {row['mean_dice']:.3f}  " + "  ".join(
-            f"{k[5:]} {v:.3f}" for k, v in row.items() if k.startswith("dice_")), flush=True)
+            results.insert(0, ("label transfer (same retrieval)", report["baseline"], {}))
+        for label, rep, params in results:
+            row = {"rule": label, **params, "mean_dice": rep["mean_dice"],
+                   **{f"dice_{k}": v["dice"] for k, v in rep["per_label"].items()}}
+            rows.append(row)
+            print(f"{label:55s} mean {row['mean_dice']:.3f}  " + "  ".join(
+                f"{k[5:]} {v:.3f}" for k, v in row.items() if k.startswith("dice_")),
+                flush=True)
     for name, grid in GRIDS.items():
         if args.only and name not in args.only:
             continue

@@ -156,14 +156,14 @@ def run_eval(cfg: EvalConfig, segmenter: Segmenter | None = None) -> dict[str, A
 def write_report(report: dict[str, Any], path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     # NaN is not JSON: undefined HD95 becomes null
-    path.write_text(json.dumps(_nan_to_none(report), indent=2))
+    path.write_text(json.dumps(nan_to_none(report), indent=2))
 
 
-def _nan_to_none(x: Any) -> Any:
+def nan_to_none(x: Any) -> Any:
     if isinstance(x, float) and math.isnan(x):
         return None
     if isinstance(x, dict):
-        return {k: _nan_to_none(v) for k, v in x.items()}
+        return {k: nan_to_none(v) for k, v in x.items()}
     if isinstance(x, list):
-        return [_nan_to_none(v) for v in x]
+        return [nan_to_none(v) for v in x]
     return x

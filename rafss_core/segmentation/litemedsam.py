@@ -271,9 +271,9 @@ MATCH_GRID = 32  # the embedding is pooled to 32 x 32 (8 frame pixels a cell) fo
 
 
 def match_shift(target: torch.Tensor, reference: torch.Tensor, mask: np.ndarray,
-                context: int = 2) -> tuple[int, int]:
+                context: int = 2) -> tuple[int, int, float]:
     """Where the reference's annotated region sits in the target, as a ``(dy, dx)`` shift in
-    frame pixels.
+    frame pixels, and how well it matches there (mean cosine similarity).
 
     Template matching in LiteMedSAM's embedding space: the reference embedding around its
     foreground (``mask``, a frame-sized boolean map, grown by ``context`` cells) is slid over
@@ -286,7 +286,7 @@ def match_shift(target: torch.Tensor, reference: torch.Tensor, mask: np.ndarray,
     cell = INPUT_SIZE // MATCH_GRID
     ys, xs = np.nonzero(mask)
     if len(ys) == 0:
-        return 0, 0
+        return 0, 0, 0.0
     y0, y1 = max(0, ys.min() // cell - context), min(MATCH_GRID, ys.max() // cell + 1 + context)
     x0, x1 = max(0, xs.min() // cell - context), min(MATCH_GRID, xs.max() // cell + 1 + context)
     t = F.normalize(F.adaptive_avg_pool2d(target.float()[None], MATCH_GRID), dim=1)
@@ -297,7 +297,8 @@ def match_shift(target: torch.Tensor, reference: torch.Tensor, mask: np.ndarray,
     # scores[i, j]: template's top-left at (i - th + 1, j - tw + 1) in the target grid
     best = int(torch.argmax(scores))
     i, j = divmod(best, scores.shape[1])
-    return (i - th + 1 - y0) * cell, (j - tw + 1 - x0) * cell
+    score = float(scores.flatten()[best]) / (th * tw)
+    return (i - th + 1 - y0) * cell, (j - tw + 1 - x0) * cell, score
 
 
 def shift_labels(labels: np.ndarray, dy: int, dx: int) -> np.ndarray:

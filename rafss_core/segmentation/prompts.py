@@ -38,6 +38,7 @@ class PromptRule:
     # a nested ring: "outline" = the model's filled outline minus the enclosed labels;
     # "thickness" = the enclosed labels' prediction grown by the references' ring thickness
     ring: str = "outline"
+    rerank: int = 0  # >k: retrieve this many, keep the k that match the target best (aligned)
 
 
 def box_of(mask: np.ndarray) -> Box | None:

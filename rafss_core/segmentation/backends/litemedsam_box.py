@@ -15,7 +15,7 @@ from an imported checkpoint, e.g. ``litemedsam,dinov2-b``).
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -164,12 +164,18 @@ class LiteMedSamBoxSegmenter:
             emb = lms.pool(feats, self.pool_grid).numpy() if embeddings is None \
                 else embeddings[zs]
             vectors.append(emb)
-            found = references.index.search(emb, opts.k)
+            found = references.index.search(emb, max(opts.k, self.rule.rerank))
             similarity[zs] = found.best_similarity
             for local, z in enumerate(zs):
-                refs = [self._aligned(feats[local], references.slices[key], key, ref_feats)
-                        for key in found.keys[local]]
-                logits, scores[z] = self._frame_logits(feats[local : local + 1], refs, values)
+                aligned = [self._aligned(feats[local], references.slices[key], key, ref_feats)
+                           for key in found.keys[local]]
+                refs = [labels for labels, _ in aligned[: opts.k]]  # the vote: top-k retrieved
+                boxes_from = refs
+                if len(aligned) > opts.k:  # boxes: the k annotated ones that match best
+                    ranked = sorted((a for a in aligned if a[0].any()), key=lambda a: -a[1])
+                    boxes_from = [labels for labels, _ in ranked[: opts.k]] or refs
+                logits, scores[z] = self._frame_logits(feats[local : local + 1], refs, values,
+                                                       boxes_from)
                 label_map[z] = _merge(logits, (h, w))
             bar.update(len(zs))
         bar.close()
@@ -178,25 +184,29 @@ class LiteMedSamBoxSegmenter:
                         np.concatenate(vectors) if vectors else None)
 
     def _aligned(self, target: Any, ref: ReferenceSlice, key: str,
-                 seen: dict[str, Any]) -> np.ndarray:
-        """A retrieved reference's label map in the target's 256 frame; with ``rule.align``
-        moved to where its annotated region matches the target (embedding template match)."""
+                 seen: dict[str, Any]) -> tuple[np.ndarray, float]:
+        """A retrieved reference's label map in the target's 256 frame and its match score;
+        with ``rule.align`` moved to where its annotated region matches the target (embedding
+        template match). Empty references keep score 0."""
         labels = lms.labels_to_frame(ref.labels)
-        if not self.rule.align or not labels.any():
-            return labels
+        if not (self.rule.align or self.rule.rerank) or not labels.any():
+            return labels, 0.0
         if key not in seen:
             seen[key] = self.features(ref.image[None])[0]
-        dy, dx = lms.match_shift(target, seen[key], labels > 0)
-        return lms.shift_labels(labels, dy, dx)
+        dy, dx, score = lms.match_shift(target, seen[key], labels > 0)
+        return (lms.shift_labels(labels, dy, dx) if self.rule.align else labels), score
 
-    def _frame_logits(self, feats: Any, refs: list[np.ndarray], values: list[int]
-                      ) -> tuple[dict[int, Any], np.ndarray]:
-        """Per-label low-res logits in the frame and per-label scores of one slice, from its
-        top-k reference label maps (already in the frame)."""
+    def _frame_logits(self, feats: Any, refs: list[np.ndarray], values: list[int],
+                      boxes_from: list[np.ndarray]) -> tuple[dict[int, Any], np.ndarray]:
+        """Per-label low-res logits in the frame and per-label scores of one slice: presence
+        voted by its top-k references, prompts from ``boxes_from`` (label maps in the frame)."""
         import torch
 
-        nested = enclosures(refs, values) if self.rule.nesting else {}
-        prompts = {v: label_prompt(refs, v, self.rule, nested.get(v, ())) for v in values}
+        nested = enclosures(boxes_from, values) if self.rule.nesting else {}
+        prompts = {v: label_prompt(boxes_from, v, self.rule, nested.get(v, ())) for v in values}
+        if boxes_from is not refs:
+            voted = {v for v in values if label_prompt(refs, v, self.rule).box is not None}
+            prompts = {v: p if v in voted else replace(p, box=None) for v, p in prompts.items()}
         present = [v for v in values if prompts[v].box is not None]
         scores = np.full(len(values), ABSENT, dtype=np.float32)
         if not present:
@@ -214,7 +224,7 @@ class LiteMedSamBoxSegmenter:
         by_value = dict(zip(present, low_res, strict=True))
         for outer, inner in nested.items():
             if outer in by_value:
-                by_value[outer] = self._ring(by_value, outer, inner, refs)
+                by_value[outer] = self._ring(by_value, outer, inner, boxes_from)
         for v, s in zip(present, iou.numpy(), strict=True):
             scores[values.index(v)] = s
         return by_value, scores

@@ -100,7 +100,8 @@ def test_template_match_finds_where_the_annotated_region_moved(net):
     target_img, target_mask = scene(140, 150)
     ref_img, ref_mask = scene(108, 102)
     feats = lms.encode(net, np.stack([target_img, ref_img]))
-    dy, dx = lms.match_shift(feats[0], feats[1], lms.labels_to_frame(ref_mask) > 0)
+    dy, dx, score = lms.match_shift(feats[0], feats[1], lms.labels_to_frame(ref_mask) > 0)
+    assert 0.5 < score <= 1.0
     assert abs(dy - 32) <= 8 and abs(dx - 48) <= 8
     moved = lms.shift_labels(lms.labels_to_frame(ref_mask), dy, dx)
     assert (moved & target_mask).sum() / target_mask.sum() > 0.7
