@@ -37,8 +37,8 @@ class PromptRule:
     align: bool = True  # move each reference's labels to where they match the target
     # a nested ring: "outline" = the model's filled outline minus the enclosed labels;
     # "thickness" = the enclosed labels' prediction grown by the references' ring thickness
-    ring: str = "outline"
-    rerank: int = 0  # >k: retrieve this many, keep the k that match the target best (aligned)
+    ring: str = "thickness"
+    rerank: int = 16  # >k: retrieve this many; boxes from the k annotated ones matching best
 
 
 def box_of(mask: np.ndarray) -> Box | None:
