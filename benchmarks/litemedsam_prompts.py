@@ -23,14 +23,18 @@ from rafss_core.segmentation.segmenter import BuildContext
 
 BASE = PromptRule()
 CANDIDATES: dict[str, PromptRule] = {
-    "prototype: top-1 box, 5 px margin": replace(
-        BASE, box_from="top1", margin=5 / 256, nesting=False, align=False, rerank=0),
-    "median box, majority vote": replace(BASE, nesting=False, align=False, rerank=0),
-    "+ aligned references": replace(BASE, nesting=False, rerank=0),
-    "+ aligned + nesting, ring = outline minus cavity": replace(BASE, ring="outline", rerank=0),
-    "+ aligned + nesting, ring = cavity grown by thickness": replace(BASE, rerank=0),
-    "+ aligned + nesting (thickness) + rerank 16 (default)": BASE,
-    "default + dense prior": replace(BASE, dense_prior=True),
+    "prototype: top-1 box, 5 px margin": replace(BASE, box_from="top1", margin=5 / 256,
+                                                 nesting=False, align=False, rerank=0,
+                                                 dense_prior=False),
+    "median box, majority vote": replace(BASE, nesting=False, align=False, rerank=0,
+                                         dense_prior=False),
+    "+ aligned references": replace(BASE, nesting=False, rerank=0, dense_prior=False),
+    "+ aligned + nesting, ring = outline minus cavity": replace(BASE, ring="outline", rerank=0,
+                                                                dense_prior=False),
+    "+ aligned + nesting, ring = cavity grown by thickness": replace(BASE, rerank=0,
+                                                                     dense_prior=False),
+    "+ aligned + nesting (thickness) + rerank 16": replace(BASE, dense_prior=False),
+    "+ dense prior (default)": BASE,
     "default + refine": replace(BASE, refine=True),
     "default, margin 0.02": replace(BASE, margin=0.02),
     "default, margin 0.08": replace(BASE, margin=0.08),

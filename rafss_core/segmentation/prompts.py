@@ -31,7 +31,7 @@ class PromptRule:
     presence: float = 0.5  # share of the top-k that must contain the label
     margin: float = 0.05  # box growth, as a share of the target's longest side, on each edge
     box_from: str = "median"  # "median" of the present references' boxes, or "top1"
-    dense_prior: bool = False  # also give the transferred mask as a dense prompt
+    dense_prior: bool = True  # also give the transferred mask as a dense prompt
     refine: bool = False  # decode again with the box of the first prediction
     nesting: bool = True  # prompt rings as filled outlines and subtract what they enclose
     align: bool = True  # move each reference's labels to where they match the target
