@@ -68,6 +68,8 @@ def main() -> None:
         if (backend, models) not in segmenters:
             segmenters[(backend, models)] = build_segmenter(
                 backend, models, BuildContext(Path("/nonexistent"), cache_dir=args.cache_dir))
+            if hasattr(segmenters[(backend, models)], "remember_matches"):  # same results
+                segmenters[(backend, models)].remember_matches = True  # type: ignore[attr-defined]
         cfg = EvalConfig(data=args.data, refs=refs, queries=args.queries, k=k, backend=backend,
                          models=models, cache_dir=args.cache_dir,
                          baseline="label-transfer" if baseline else None, progress=False)

@@ -96,6 +96,10 @@ class LiteMedSamBoxSegmenter:
     rule: PromptRule = field(default_factory=lambda: DEFAULT_RULE)
     models: str = lms.LITEMEDSAM
     pool_grid: int = POOL_GRID
+    # evaluations that re-run the same slices with other k or reference subsets keep the
+    # template matches (they do not depend on k); off in services
+    remember_matches: bool = False
+    _matches: dict[tuple[str, str], tuple[int, int, float]] = field(default_factory=dict)
 
     @property
     def ids(self) -> SegmenterIds:
@@ -167,7 +171,9 @@ class LiteMedSamBoxSegmenter:
             found = references.index.search(emb, max(opts.k, self.rule.rerank))
             similarity[zs] = found.best_similarity
             for local, z in enumerate(zs):
-                aligned = [self._aligned(feats[local], references.slices[key], key, ref_feats)
+                target = _content_key(slices[z]) if self.remember_matches else ""
+                aligned = [self._aligned(feats[local], references.slices[key], key, ref_feats,
+                                         target)
                            for key in found.keys[local]]
                 refs = [labels for labels, _ in aligned[: opts.k]]  # the vote: top-k retrieved
                 boxes_from = refs
@@ -184,16 +190,21 @@ class LiteMedSamBoxSegmenter:
                         np.concatenate(vectors) if vectors else None)
 
     def _aligned(self, target: Any, ref: ReferenceSlice, key: str,
-                 seen: dict[str, Any]) -> tuple[np.ndarray, float]:
+                 seen: dict[str, Any], target_key: str = "") -> tuple[np.ndarray, float]:
         """A retrieved reference's label map in the target's 256 frame and its match score;
         with ``rule.align`` moved to where its annotated region matches the target (embedding
         template match). Empty references keep score 0."""
         labels = lms.labels_to_frame(ref.labels)
         if not (self.rule.align or self.rule.rerank) or not labels.any():
             return labels, 0.0
-        if key not in seen:
-            seen[key] = self.features(ref.image[None])[0]
-        dy, dx, score = lms.match_shift(target, seen[key], labels > 0)
+        if target_key and (target_key, key) in self._matches:
+            dy, dx, score = self._matches[(target_key, key)]
+        else:
+            if key not in seen:
+                seen[key] = self.features(ref.image[None])[0]
+            dy, dx, score = lms.match_shift(target, seen[key], labels > 0)
+            if target_key:
+                self._matches[(target_key, key)] = (dy, dx, score)
         return (lms.shift_labels(labels, dy, dx) if self.rule.align else labels), score
 
     def _frame_logits(self, feats: Any, refs: list[np.ndarray], values: list[int],
@@ -245,6 +256,12 @@ class LiteMedSamBoxSegmenter:
         ring = torch.as_tensor(grown_ring(enclosed[0].numpy(), thickness))[None]
         return torch.where(ring, by_value[outer].clamp_min(1.0), torch.full_like(
             by_value[outer], -1e4))
+
+
+def _content_key(image: np.ndarray) -> str:
+    import hashlib
+
+    return hashlib.sha256(np.ascontiguousarray(image, dtype=np.float32).tobytes()).hexdigest()
 
 
 def _merge(logits: dict[int, Any], shape: tuple[int, int]) -> np.ndarray:
