@@ -33,10 +33,10 @@ from rafss_core.store.models import (
     ReferenceSet,
     Result,
     Series,
-    SliceEmbedding,
     Task,
 )
 from rafss_core.store.repositories.deliveries import create_deliveries_for_result
+from rafss_core.store.repositories.embeddings import series_embeddings, store_series_embeddings
 from services.spool import write_atomic
 from workers.jobs import Claim
 
@@ -127,30 +127,6 @@ def _inputs(sessions: sessionmaker[Session], job_id: int) -> JobInputs:
     return JobInputs(job, task, labels, series, paths, version)
 
 
-def _cached_embeddings(ctx: WorkerContext, series_id: int, embedder_id: str,
-                       count: int) -> np.ndarray | None:
-    """The series' slice embeddings from ``slice_embeddings``, when all ``count`` are there."""
-    with ctx.sessions() as s:
-        rows = s.execute(sa.select(SliceEmbedding.slice_index, SliceEmbedding.embedding).where(
-            SliceEmbedding.series_id == series_id,
-            SliceEmbedding.embedder_id == embedder_id)).all()
-    if len(rows) != count:
-        return None
-    ordered = sorted(rows, key=lambda r: r.slice_index)
-    return np.stack([np.asarray(r.embedding, dtype=np.float32) for r in ordered])
-
-
-def _store_embeddings(ctx: WorkerContext, series_id: int, embedder_id: str,
-                      emb: np.ndarray) -> None:
-    with ctx.sessions.begin() as s:
-        for z, vec in enumerate(emb):
-            s.execute(pg_insert(SliceEmbedding).values(
-                series_id=series_id, slice_index=z, embedder_id=embedder_id,
-                embedding=vec).on_conflict_do_update(
-                index_elements=["series_id", "embedder_id", "slice_index"],
-                set_={"embedding": vec}))
-
-
 def encode_seg(inputs: JobInputs, loaded: Any, result: LabelMap, ids: SegmenterIds) -> Any:
     """The DICOM-SEG for a job's label map (highdicom), UIDs derived from the job key."""
     from rafss_core.dicom.seg import AlgorithmInfo, write_seg
@@ -179,8 +155,8 @@ def run_segment_job(ctx: WorkerContext, claim: Claim) -> None:
             f"task {task.name!r} references were embedded with {task.embedder_id!r} but the "
             f"worker's {ids.backend} models give {ids.embedder_id!r}; re-import the references "
             "or fix the task's models")
-    emb = _cached_embeddings(ctx, inputs.series.id, ids.embedder_id,
-                             loaded.volume.num_slices)
+    with ctx.sessions() as s:
+        emb = series_embeddings(s, inputs.series.id, ids.embedder_id, loaded.volume.num_slices)
     index = PgVectorIndex(ctx.engine, task.id, task.modality, task.embedder_id)
     if len(index) == 0:
         raise LookupError(f"task {task.name!r} has no approved references; approve some with "
@@ -191,7 +167,8 @@ def run_segment_job(ctx: WorkerContext, claim: Claim) -> None:
         label_names={lab.number: lab.name for lab in inputs.labels},
         options=SegmentOptions(k=task.k), embeddings=emb)
     if emb is None and result.embeddings is not None:
-        _store_embeddings(ctx, inputs.series.id, ids.embedder_id, result.embeddings)
+        with ctx.sessions.begin() as s:
+            store_series_embeddings(s, inputs.series.id, ids.embedder_id, result.embeddings)
     seg = encode_seg(inputs, loaded, result, ids)
     path = ctx.settings.results_dir / f"{seg.SOPInstanceUID}.dcm"
     from io import BytesIO
