@@ -228,9 +228,10 @@ def models_verify(data_dir: DataDir = None) -> None:
 
 def _task_models(settings: Any) -> dict[str, list[str]]:
     """``{task name: [model spec parts]}`` from the database, when it is reachable."""
+    from rafss_core.app import App
     from rafss_core.store.repositories.tasks import task_models
 
-    with _sessions(settings.data_dir if settings.data_dir else None)() as s:
+    with App.from_settings(settings).sessions() as s:
         return task_models(s)
 
 
@@ -256,46 +257,88 @@ def db_status(data_dir: DataDir = None) -> None:
 
 # -------------------------------------------------------------------------------- admin
 # These talk to the database of --data-dir (the embedded server of a running `rafss up`, which
-# they attach to) or to RAFSS_DATABASE_URL. Each has a Python twin in rafss_core.store
-# repositories or rafss_core.curation.
+# they attach to) or to RAFSS_DATABASE_URL, through the use cases of rafss_core.app (the API
+# calls the same ones). Each verb parses, calls one use case and prints.
 
 sources_app = typer.Typer(no_args_is_help=True, help="DICOM sources allowed to send.")
 destinations_app = typer.Typer(no_args_is_help=True, help="Where SEG results are sent.")
 tasks_app = typer.Typer(no_args_is_help=True, help="Segmentation tasks.")
 routes_app = typer.Typer(no_args_is_help=True, help="Routing rules: series -> tasks.")
-references_app = typer.Typer(no_args_is_help=True, help="Reference annotations.")
+references_app = typer.Typer(no_args_is_help=True, help="Reference annotations and review.")
 jobs_app = typer.Typer(no_args_is_help=True, help="Jobs.")
+tokens_app = typer.Typer(no_args_is_help=True, help="API bearer tokens (admin, reviewer, "
+                         "viewer).")
+audit_app = typer.Typer(no_args_is_help=True, help="The audit log.")
 for _name, _sub in [("sources", sources_app), ("destinations", destinations_app),
                     ("tasks", tasks_app), ("routes", routes_app),
-                    ("references", references_app), ("jobs", jobs_app)]:
+                    ("references", references_app), ("jobs", jobs_app),
+                    ("tokens", tokens_app), ("audit", audit_app)]:
     app.add_typer(_sub, name=_name)
 
+ACTOR = "cli"
+AsJson = Annotated[bool, typer.Option("--json", help="print JSON")]
 
-def _sessions(data_dir: Path | None) -> Any:
-    from rafss_core.store.engine import database_url, make_engine, session_factory
 
-    return session_factory(make_engine(database_url(_settings(data_dir))))
+def _app(data_dir: Path | None) -> Any:
+    from rafss_core.app import App
+
+    return App.from_settings(_settings(data_dir))
+
+
+def _call(fn: Any, *args: Any, **kwargs: Any) -> Any:
+    """Run a use case; its LookupError/ValueError become a one-line error and exit code 2."""
+    try:
+        return fn(*args, **kwargs)
+    except (LookupError, ValueError) as exc:
+        _fail(str(exc.args[0]) if isinstance(exc, LookupError) and exc.args else str(exc))
+
+
+def _print_rows(rows: list[dict[str, Any]], columns: list[str], title: str,
+                as_json: bool) -> None:
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2, default=str))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title)
+    for col in columns:
+        table.add_column(col)
+    for row in rows:
+        table.add_row(*[_cell(row.get(col)) for col in columns])
+    Console(width=160).print(table)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, list | dict):
+        return json.dumps(value, default=str)[:60]
+    return str(value)[:80]
 
 
 @sources_app.command("allow")
 def sources_allow(
     ae_title: Annotated[str, typer.Argument(help="calling AE title")],
-    ip: Annotated[str | None, typer.Option(help="only from this address")] = None,
+    ip: Annotated[str | None, typer.Option(help="only from this address or network")] = None,
     quiet_seconds: Annotated[int | None, typer.Option(help="series quiet period for it")] = None,
     data_dir: DataDir = None,
 ) -> None:
     """Allow a calling AE title (optionally only from one IP)."""
-    from rafss_core.store.repositories import audit
-    from rafss_core.store.repositories.sources import add_allowed_source
+    from rafss_core.app.peers import allow_source
 
-    try:
-        with _sessions(data_dir).begin() as s:
-            source_id = add_allowed_source(s, ae_title, ip=ip, series_quiet_seconds=quiet_seconds)
-            audit(s, actor="cli", action="source.allow", object_type="allowed_source",
-                  object_id=source_id, details={"ae_title": ae_title, "ip": ip})
-    except ValueError as exc:
-        _fail(str(exc))
+    _call(allow_source, _app(data_dir), ACTOR, ae_title=ae_title, ip=ip,
+          quiet_seconds=quiet_seconds)
     typer.echo(f"allowed {ae_title}" + (f" from {ip}" if ip else ""))
+
+
+@sources_app.command("list")
+def sources_list(data_dir: DataDir = None, as_json: AsJson = False) -> None:
+    """Allowed sources."""
+    from rafss_core.app.peers import list_sources
+
+    _print_rows([s.as_dict() for s in list_sources(_app(data_dir))],
+                ["id", "ae_title", "ip", "series_quiet_seconds", "enabled"], "sources", as_json)
 
 
 @destinations_app.command("add")
@@ -307,22 +350,21 @@ def destinations_add(
     data_dir: DataDir = None,
 ) -> None:
     """Add (or update) a destination that receives the SEG results."""
-    import re
+    from rafss_core.app.peers import add_destination
 
-    from rafss_core.store.repositories import audit
-    from rafss_core.store.repositories.deliveries import add_destination
-
-    m = re.fullmatch(r"([^@]{1,16})@([^:]+):(\d{1,5})", address)
-    if not m or not 0 < int(m.group(3)) < 65536:
-        _fail(f"destination {address!r} must look like AET@HOST:PORT, e.g. PACS@10.0.0.5:104")
-    assert m is not None
-    with _sessions(data_dir).begin() as s:
-        dest_id = add_destination(s, name=name, ae_title=m.group(1), host=m.group(2),
-                                  port=int(m.group(3)), tls_enabled=tls,
-                                  tls_ca_file=str(tls_ca) if tls_ca else None)
-        audit(s, actor="cli", action="destination.add", object_type="destination",
-              object_id=dest_id, details={"name": name, "address": address, "tls": tls})
+    _call(add_destination, _app(data_dir), ACTOR, name=name, address=address, tls=tls,
+          tls_ca=str(tls_ca) if tls_ca else None)
     typer.echo(f"destination {name}: {address}")
+
+
+@destinations_app.command("list")
+def destinations_list(data_dir: DataDir = None, as_json: AsJson = False) -> None:
+    """Destinations."""
+    from rafss_core.app.peers import list_destinations
+
+    _print_rows([d.as_dict() for d in list_destinations(_app(data_dir))],
+                ["id", "name", "ae_title", "host", "port", "tls", "enabled"], "destinations",
+                as_json)
 
 
 @tasks_app.command("create")
@@ -330,31 +372,32 @@ def tasks_create(
     name: Annotated[str, typer.Argument()],
     modality: Annotated[str, typer.Option(help="e.g. MR or CT")],
     label: Annotated[list[str], typer.Option(help="NUMBER:NAME or NUMBER:NAME:SCHEME:CODE")],
-    k: Annotated[int, typer.Option(help="references per target slice")] = 4,
+    k: Annotated[int | None, typer.Option(help="references per target slice (default: "
+                                          "$RAFSS_K, else 4)")] = None,
     backend: Backend = None,
     models: Models = None,
     data_dir: DataDir = None,
 ) -> None:
     """Create a segmentation task with its labels (backend and models: those given, else the
     running service's, else auto)."""
-    from rafss_core.curation import new_task
-    from rafss_core.segmentation.models import ModelNotFoundError, ModelSpecError
+    from rafss_core.app.tasks import create_task
 
     settings = _settings(data_dir)
     if backend is None and models is None:
         backend, models = _service_models(settings)
-    try:
-        with _sessions(data_dir).begin() as s:
-            task = new_task(s, name, modality, label, models, settings.models_dir, k=k,
-                            backend=backend)
-            task_id, backend, models = task.id, task.backend, task.segmenter_id
-    except (ValueError, ModelSpecError, ModelNotFoundError) as exc:
-        _fail(str(exc))
-    except Exception as exc:  # e.g. a duplicate name
-        if "unique" in str(exc).lower():
-            _fail(f"a task named {name!r} already exists")
-        raise
-    typer.echo(f"task {name} (id {task_id}): backend {backend}, models {models}")
+    task = _call(create_task, _app(data_dir), ACTOR, name=name, modality=modality,
+                 labels=label, k=k, backend=backend, models=models)
+    typer.echo(f"task {name} (id {task.id}): backend {task.backend}, models {task.models}")
+
+
+@tasks_app.command("list")
+def tasks_list(data_dir: DataDir = None, as_json: AsJson = False) -> None:
+    """Tasks with their reference-set version and review queue."""
+    from rafss_core.app.tasks import list_tasks
+
+    rows = [t.as_dict() for t in list_tasks(_app(data_dir))]
+    _print_rows(rows, ["id", "name", "modality", "backend", "models", "reference_set_version",
+                       "approved_slices", "pending_candidates"], "tasks", as_json)
 
 
 def _service_models(settings: Any) -> tuple[str | None, str | None]:
@@ -377,30 +420,22 @@ def routes_add(
     data_dir: DataDir = None,
 ) -> None:
     """Route matching series to a task (unset criteria match anything)."""
-    import re
+    from rafss_core.app.tasks import add_route
 
-    from rafss_core.curation import task_by_name
-    from rafss_core.store.models import RoutingRule
-    from rafss_core.store.repositories import audit
+    rule = _call(add_route, _app(data_dir), ACTOR, task=task, modality=modality,
+                 body_part=body_part, series_description=series_description,
+                 calling_ae=calling_ae)
+    typer.echo(f"route {rule.id} -> {task}")
 
-    if series_description:
-        try:
-            re.compile(series_description)
-        except re.error as exc:
-            _fail(f"--series-description is not a valid regex: {exc}")
-    try:
-        with _sessions(data_dir).begin() as s:
-            rule = RoutingRule(task_id=task_by_name(s, task).id, modality=modality,
-                               body_part=body_part, series_description_regex=series_description,
-                               calling_ae=calling_ae)
-            s.add(rule)
-            s.flush()
-            audit(s, actor="cli", action="route.add", object_type="routing_rule",
-                  object_id=rule.id, details={"task": task, "modality": modality})
-            rule_id = rule.id
-    except LookupError as exc:
-        _fail(str(exc))
-    typer.echo(f"route {rule_id} -> {task}")
+
+@routes_app.command("list")
+def routes_list(data_dir: DataDir = None, as_json: AsJson = False) -> None:
+    """Routing rules."""
+    from rafss_core.app.tasks import list_routes
+
+    _print_rows([r.as_dict() for r in list_routes(_app(data_dir))],
+                ["id", "task", "modality", "body_part", "series_description", "calling_ae"],
+                "routes", as_json)
 
 
 @references_app.command("import")
@@ -411,76 +446,166 @@ def references_import(
     cases: Annotated[str | None, typer.Option(help="comma-separated case or patient ids")] = None,
     dicom: Annotated[Path | None, typer.Option(help="DICOM series folder")] = None,
     seg: Annotated[Path | None, typer.Option(help="DICOM-SEG annotating --dicom")] = None,
-    approve: Annotated[bool, typer.Option(help="approve the imported slices")] = False,
+    approve: Annotated[bool, typer.Option(help="approve the imported batch at once")] = False,
     data_dir: DataDir = None,
 ) -> None:
-    """Import reference annotations (NIfTI pairs, or a DICOM series + SEG) for a task."""
-    from rafss_core.curation import (
-        dicom_volume,
-        import_references,
-        nifti_volumes,
-        task_by_name,
-        task_segments,
-    )
+    """Import reference annotations (NIfTI pairs, or a DICOM series + SEG) as a candidate
+    batch, embedded here; --approve approves it into the next reference-set version."""
+    from rafss_core.app.references import import_volumes
+    from rafss_core.app.tasks import get_task
+    from rafss_core.curation import dicom_volume, nifti_volumes, task_segments
+    from rafss_core.store.repositories.tasks import task_by_name
 
-    settings = _settings(data_dir)
-    sessions = _sessions(data_dir)
-    try:
-        with sessions() as s:
-            t = task_by_name(s, task)
-            modality, segments = t.modality, task_segments(list(t.labels))
-        if images and labels:
-            wanted = [c.strip() for c in cases.split(",")] if cases else None
-            volumes = nifti_volumes(images, labels, wanted, modality)
-        elif dicom and seg:
-            volumes = [dicom_volume(dicom, seg, segments)]
-        else:
-            _fail("give --images and --labels (NIfTI), or --dicom and --seg (DICOM)")
-        report = import_references(sessions, task, volumes, approve, settings.models_dir,
-                                   memories_dir=settings.memories_dir,
-                                   encodings_dir=settings.encodings_dir)
-    except (LookupError, ValueError, FileNotFoundError) as exc:
-        _fail(str(exc))
-    typer.echo(f"task {task}: reference set v{report.reference_set_version}, "
-               f"{report.slices} slices from {report.volumes} volume(s), "
-               f"{report.approved} approved")
+    rafss = _app(data_dir)
+    t = _call(get_task, rafss, task)
+    if images and labels:
+        wanted = [c.strip() for c in cases.split(",")] if cases else None
+        volumes = _call(nifti_volumes, images, labels, wanted, t.modality)
+    elif dicom and seg:
+        with rafss.sessions() as s:
+            segments = task_segments(list(task_by_name(s, task).labels))
+        volumes = [_call(dicom_volume, dicom, seg, segments)]
+    else:
+        _fail("give --images and --labels (NIfTI), or --dicom and --seg (DICOM)")
+    c = _call(import_volumes, rafss, ACTOR, task, volumes, approve=approve)
+    state = (f"approved as reference set v{c.reference_set_version}" if c.state == "approved"
+             else "pending review (`rafss references approve " + str(c.id) + "`)")
+    typer.echo(f"task {task}: candidate {c.id}, {c.slices} slices from {len(volumes)} "
+               f"volume(s), {state}")
+
+
+@references_app.command("candidates")
+def references_candidates(
+    task: Annotated[str | None, typer.Option(help="task name")] = None,
+    state: Annotated[str | None, typer.Option(help="pending, approved or rejected")] = None,
+    data_dir: DataDir = None, as_json: AsJson = False,
+) -> None:
+    """Candidate batches (imports and radiologists' corrections)."""
+    from rafss_core.app.references import list_candidates
+
+    rows = [c.as_dict() for c in _call(list_candidates, _app(data_dir), task, state)]
+    _print_rows(rows, ["id", "task", "origin", "state", "slices", "dice", "created_by",
+                       "reference_set_version"], "candidates", as_json)
+
+
+@references_app.command("approve")
+def references_approve(candidate: Annotated[int, typer.Argument(help="candidate id")],
+                       data_dir: DataDir = None) -> None:
+    """Approve a candidate batch into the task's next reference-set version."""
+    from rafss_core.app.references import approve_candidate
+
+    c = _call(approve_candidate, _app(data_dir), ACTOR, candidate)
+    typer.echo(f"candidate {c.id} approved: task {c.task} reference set "
+               f"v{c.reference_set_version}")
+
+
+@references_app.command("reject")
+def references_reject(candidate: Annotated[int, typer.Argument(help="candidate id")],
+                      reason: Annotated[str | None, typer.Option()] = None,
+                      data_dir: DataDir = None) -> None:
+    """Reject a candidate batch (its slices are never retrieved)."""
+    from rafss_core.app.references import reject_candidate
+
+    c = _call(reject_candidate, _app(data_dir), ACTOR, candidate, reason)
+    typer.echo(f"candidate {c.id} rejected")
+
+
+@references_app.command("revoke")
+def references_revoke(slice_id: Annotated[int, typer.Argument(help="reference slice id")],
+                      reason: Annotated[str | None, typer.Option()] = None,
+                      data_dir: DataDir = None) -> None:
+    """Revoke an approved reference slice (a new reference-set version)."""
+    from rafss_core.app.references import revoke_slice
+
+    _call(revoke_slice, _app(data_dir), ACTOR, slice_id, reason)
+    typer.echo(f"slice {slice_id} revoked")
 
 
 @jobs_app.command("list")
 def jobs_list(
     state: Annotated[str | None, typer.Option(help="queued, running, succeeded, failed, dead")]
     = None,
+    task: Annotated[str | None, typer.Option(help="task name")] = None,
+    kind: Annotated[str | None, typer.Option(help="segment, embed_references, ...")] = None,
     limit: Annotated[int, typer.Option()] = 50,
-    as_json: Annotated[bool, typer.Option("--json")] = False,
+    as_json: AsJson = False,
     data_dir: DataDir = None,
 ) -> None:
     """List jobs, newest first."""
-    import sqlalchemy as sa
-    from rich.console import Console
-    from rich.table import Table
+    from rafss_core.app.jobs import list_jobs, row_dict
 
-    from rafss_core.store.models import Job, Task
+    rows = [row_dict(j) for j in _call(list_jobs, _app(data_dir), state=state, task=task,
+                                       kind=kind, limit=limit)]
+    _print_rows(rows, ["id", "kind", "state", "task", "series_id", "attempts", "created_at",
+                       "last_error"], "jobs", as_json)
 
-    with _sessions(data_dir)() as s:
-        q = sa.select(Job, Task.name).outerjoin(Task, Task.id == Job.task_id)
-        if state:
-            q = q.where(Job.state == state)
-        rows = s.execute(q.order_by(Job.id.desc()).limit(limit)).all()
-        items = [{"id": j.id, "kind": str(j.kind), "state": str(j.state), "task": name,
-                  "series_id": j.series_id, "attempts": j.attempts,
-                  "created_at": j.created_at.isoformat(timespec="seconds"),
-                  "last_error": j.last_error} for j, name in rows]
-    if as_json:
-        typer.echo(json.dumps(items, indent=2))
-        return
-    table = Table(title="jobs")
-    for col in ("id", "kind", "state", "task", "series", "attempts", "created", "last error"):
-        table.add_column(col)
-    for it in items:
-        table.add_row(str(it["id"]), it["kind"], it["state"], str(it["task"]),
-                      str(it["series_id"]), str(it["attempts"]), it["created_at"],
-                      (it["last_error"] or "")[:60])
-    Console().print(table)
+
+@jobs_app.command("show")
+def jobs_show(job_id: Annotated[int, typer.Argument()], data_dir: DataDir = None) -> None:
+    """One job as JSON: payload, result with per-slice confidence, deliveries."""
+    from rafss_core.app.jobs import get_job, row_dict
+
+    typer.echo(json.dumps(row_dict(_call(get_job, _app(data_dir), job_id)), indent=2,
+                          default=str))
+
+
+@jobs_app.command("rerun")
+def jobs_rerun(job_id: Annotated[int, typer.Argument()], data_dir: DataDir = None) -> None:
+    """Queue a failed, dead or succeeded job again."""
+    from rafss_core.app.jobs import rerun_job
+
+    job = _call(rerun_job, _app(data_dir), ACTOR, job_id)
+    typer.echo(f"job {job.id} {job.state}")
+
+
+@tokens_app.command("create")
+def tokens_create(
+    role: Annotated[str, typer.Option(help="admin, reviewer or viewer")],
+    name: Annotated[str | None, typer.Option(help="who or what uses it")] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Create an API token; the token is printed once, as the last word."""
+    from rafss_core.app.tokens import create_token
+
+    view, token = _call(create_token, _app(data_dir), ACTOR, role=role, name=name)
+    typer.echo(f"token {view.name} (id {view.id}, role {view.role}); shown once, store it "
+               f"now: {token}")
+
+
+@tokens_app.command("list")
+def tokens_list(data_dir: DataDir = None, as_json: AsJson = False) -> None:
+    """Tokens (never the tokens themselves: only their hashes are stored)."""
+    from rafss_core.app.tokens import list_tokens
+
+    _print_rows([t.as_dict() for t in list_tokens(_app(data_dir))],
+                ["id", "name", "role", "created_by", "created_at", "last_used_at", "revoked"],
+                "tokens", as_json)
+
+
+@tokens_app.command("revoke")
+def tokens_revoke(token_id: Annotated[int, typer.Argument(help="token id (tokens list)")],
+                  data_dir: DataDir = None) -> None:
+    """Revoke a token: refused from the next request on."""
+    from rafss_core.app.tokens import revoke_token
+
+    view = _call(revoke_token, _app(data_dir), ACTOR, token_id)
+    typer.echo(f"token {view.name} (id {view.id}) revoked")
+
+
+@audit_app.command("list")
+def audit_list(
+    actor: Annotated[str | None, typer.Option()] = None,
+    action: Annotated[str | None, typer.Option()] = None,
+    limit: Annotated[int, typer.Option()] = 50,
+    data_dir: DataDir = None, as_json: AsJson = False,
+) -> None:
+    """The audit log, newest first."""
+    from rafss_core.app.audit_log import list_audit
+
+    rows = [e.as_dict() for e in _call(list_audit, _app(data_dir), actor=actor, action=action,
+                                       limit=limit)]
+    _print_rows(rows, ["id", "at", "actor", "action", "object_type", "object_id", "details"],
+                "audit", as_json)
 
 
 # -------------------------------------------------------------------------------- service
@@ -592,11 +717,9 @@ def api_cmd(
     """The HTTP API alone (production: its own process)."""
     import uvicorn
 
-    from rafss_core.store.engine import database_url, make_engine, session_factory
     from services.api.app import create_app
 
-    sessions = session_factory(make_engine(database_url(_settings(data_dir))))
-    uvicorn.run(create_app(sessions), host=host, port=port)
+    uvicorn.run(create_app(_app(data_dir)), host=host, port=port)
 
 
 if __name__ == "__main__":

@@ -79,6 +79,16 @@ class Settings(BaseSettings):
         return self.data_dir / "encodings"
 
     @property
+    def uploads_dir(self) -> Path:
+        """Reference uploads staged by the API until a worker has imported them."""
+        return self.data_dir / "uploads"
+
+    @property
+    def deid_seed_file(self) -> Path:
+        """The installation's secret seed for de-identifying reference UIDs (created once)."""
+        return self.data_dir / "deid.seed"
+
+    @property
     def models_dir(self) -> Path:
         """Where ``rafss models import`` keeps checkpoints and the registry file."""
         return self.data_dir / "models"

@@ -1,37 +1,26 @@
-"""Curation: create tasks and import reference annotations (Python twin of the admin CLI).
+"""Curation helpers: label codes, task creation, and reading annotated volumes from files.
 
-An import embeds every slice of each annotated volume (empty slices too: they teach "absent"),
-stores image, mask and embedding as a new reference-set version, and approves the slices when
-asked. Approval is what makes a slice retrievable.
+The use cases that store and review references are in :mod:`rafss_core.app.references`.
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import sqlalchemy as sa
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
-from rafss_core.segmentation.backends import build_segmenter, choose, segmenter_ids
-from rafss_core.segmentation.pipeline import reference_slices
-from rafss_core.segmentation.segmenter import BuildContext, Segmenter
-from rafss_core.segmentation.volume import Volume, normalise
-from rafss_core.store.enums import ReferenceOrigin
+from rafss_core.segmentation.backends import choose, segmenter_ids
+from rafss_core.segmentation.volume import Volume
 from rafss_core.store.models import Label, Task
-from rafss_core.store.repositories import (
-    LabelSpec,
-    add_reference_slice,
-    approve_reference_slice,
-    create_reference_set,
-    create_task,
-)
+from rafss_core.store.repositories import LabelSpec, create_task
+from rafss_core.store.repositories.tasks import task_by_name
 
-log = logging.getLogger(__name__)
+__all__ = ["AnnotatedVolume", "dicom_volume", "new_task", "nifti_volumes", "parse_label",
+           "task_by_name", "task_segments"]
 
 # Default codes for well-known label names (SNOMED CT); anything else gets a generic code.
 ANATOMY = ("SCT", "123037004", "Anatomical Structure")
@@ -93,13 +82,6 @@ def task_segments(labels: Sequence[Label]) -> list[Any]:
     ]
 
 
-def task_by_name(session: Session, name: str) -> Task:
-    task = session.execute(sa.select(Task).where(Task.name == name)).scalar_one_or_none()
-    if task is None:
-        raise LookupError(f"no task named {name!r}; create it with `rafss tasks create`")
-    return task
-
-
 @dataclass(frozen=True)
 class AnnotatedVolume:
     """A volume plus label map and, per slice, where it came from."""
@@ -110,69 +92,6 @@ class AnnotatedVolume:
     series_uid: str
     sop_uids: list[str]
     seg_uid: str | None = None
-
-
-@dataclass(frozen=True)
-class ImportReport:
-    reference_set_version: int
-    slices: int
-    approved: int
-    volumes: int
-
-
-def import_references(
-    sessions: sessionmaker[Session], task_name: str, volumes: Sequence[AnnotatedVolume],
-    approve: bool, models_dir: Path, actor: str = "cli", segmenter: Segmenter | None = None,
-    origin: ReferenceOrigin = ReferenceOrigin.IMPORT, memories_dir: Path | None = None,
-    encodings_dir: Path | None = None,
-) -> ImportReport:
-    """Embed and store every slice of the volumes as a new reference-set version.
-
-    Slices are embedded with the task's backend. With ``approve``, what the backend needs of
-    the approved slices is precomputed where the workers find it (``sam2-memory``: SAM 2
-    memories, one per task label, in ``memories_dir``; ``litemedsam-box``: image encodings in
-    ``encodings_dir``).
-    """
-    from tqdm import tqdm
-
-    with sessions() as s:
-        task = task_by_name(s, task_name)
-        task_id, modality, backend, spec, want_id = (
-            task.id, task.modality, task.backend, task.segmenter_id, task.embedder_id)
-        label_values = [lab.number for lab in task.labels]
-    segmenter = segmenter or build_segmenter(
-        backend, spec, BuildContext(models_dir, memories_dir=memories_dir,
-                                    cache_dir=encodings_dir))
-    got_id = segmenter.ids.embedder_id
-    if got_id != want_id:
-        raise ValueError(f"task {task_name!r} expects embedder {want_id!r}, models give "
-                         f"{got_id!r}")
-    total = approved = 0
-    with sessions.begin() as s:
-        ref_set = create_reference_set(s, task_id=task_id, actor=actor,
-                                       note=f"import of {len(volumes)} volume(s)")
-        version = ref_set.version
-        for av in tqdm(volumes, desc="import references", unit="volume"):
-            images = normalise(av.volume)
-            emb = segmenter.embed(images)
-            for z in range(av.volume.num_slices):
-                ref = add_reference_slice(
-                    s, reference_set_id=ref_set.id, study_instance_uid=av.study_uid,
-                    series_instance_uid=av.series_uid, sop_instance_uid=av.sop_uids[z],
-                    slice_index=z, image=images[z], mask=av.labels[z].astype(np.uint8),
-                    modality=modality, actor=actor, origin=origin, seg_sop_instance_uid=av.seg_uid,
-                    embedding=emb[z], embedder_id=got_id)
-                total += 1
-                if approve:
-                    approve_reference_slice(s, ref.id, actor=actor)
-                    approved += 1
-    if approve:
-        refs = [ref for i, av in enumerate(volumes)
-                for ref in reference_slices(f"import-{version}-{i}", av.volume, av.labels)]
-        segmenter.prepare(refs, label_values, progress=True)
-    log.info("task %s: reference set v%d with %d slices (%d approved)", task_name, version,
-             total, approved)
-    return ImportReport(version, total, approved, len(volumes))
 
 
 def nifti_volumes(images_dir: Path, labels_dir: Path, cases: Sequence[str] | None,

@@ -36,7 +36,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import sqlalchemy as sa
 from pydicom.dataset import Dataset
 from pydicom.uid import AllTransferSyntaxes
 from pynetdicom import AE, _config, evt
@@ -48,9 +47,11 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from rafss_core.config import Settings
-from rafss_core.store.enums import InstanceState
-from rafss_core.store.models import Instance
-from rafss_core.store.repositories.instances import record_instance
+from rafss_core.store.repositories.instances import (
+    known_sop_instance_uids,
+    mark_instance_invalid,
+    record_instance,
+)
 from services.allowlist import CallerAllowList
 from services.ingest import HeaderInfo, UnreadableInstanceError, read_header, with_spool_path
 from services.spool import quarantine, spool_path, spooled_files, write_atomic
@@ -126,19 +127,6 @@ def _status(code: int, comment: str | None = None) -> Dataset | int:
     ds.Status = code
     ds.ErrorComment = comment[:64]  # LO: 64 characters
     return ds
-
-
-def mark_instance_invalid(session: Session, instance_id: int) -> None:
-    """Set ``instances.state = 'invalid'``.
-
-    Kept here because ``record_instance`` takes no state; it belongs in the instances repository
-    once :class:`InstanceRecord` grows a state (or an ``invalid_reason``) field.
-    """
-    session.execute(
-        sa.update(Instance)
-        .where(Instance.id == instance_id)
-        .values(state=InstanceState.INVALID.value)
-    )
 
 
 def store_instance(info: HeaderInfo, session_factory: sessionmaker[Session]) -> bool:
@@ -358,11 +346,7 @@ def reconcile_spool(
         chunk = paths[start : start + batch]
         uids = [p.stem for p in chunk]
         with session_factory() as session:
-            known = set(
-                session.execute(
-                    sa.select(Instance.sop_instance_uid).where(Instance.sop_instance_uid.in_(uids))
-                ).scalars()
-            )
+            known = known_sop_instance_uids(session, uids)
         report.seen += len(chunk)
         for path in chunk:
             if path.stem in known:

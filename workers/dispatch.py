@@ -19,33 +19,17 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
 from rafss_core.store.enums import JobState
+from rafss_core.store.repositories.jobs import (
+    due_job_ids,
+    lock_queued_job,
+    mark_enqueued,
+    recover_stale_jobs,
+)
 
 log = logging.getLogger(__name__)
-
-_RECOVER = sa.text("""
-UPDATE jobs SET
-    state = CASE WHEN attempts >= max_attempts THEN 'dead' ELSE 'queued' END,
-    last_error = coalesce(last_error || '; ', '') ||
-                 CASE WHEN state = 'running' THEN 'worker lost (heartbeat stale)'
-                      ELSE 'retrying' END,
-    enqueued_at = NULL, updated_at = now()
-WHERE (state = 'running' AND heartbeat_at < now() - make_interval(secs => :stale))
-   OR (state = 'failed' AND
-       updated_at < now() - make_interval(secs => least(:backoff * power(2, attempts - 1), 3600)))
-RETURNING id, state
-""")
-
-_DUE = sa.text("""
-SELECT id FROM jobs
-WHERE state = 'queued'
-  AND (enqueued_at IS NULL OR enqueued_at < now() - make_interval(secs => :stale))
-ORDER BY created_at
-LIMIT :limit
-""")
 
 
 @dataclass
@@ -61,9 +45,7 @@ Enqueue = Callable[[int], None]
 
 def recover_jobs(session: Session, stale_seconds: float, backoff_seconds: float) -> DispatchStats:
     stats = DispatchStats()
-    for job_id, state in session.execute(
-        _RECOVER, {"stale": stale_seconds, "backoff": backoff_seconds}
-    ).all():
+    for job_id, state in recover_stale_jobs(session, stale_seconds, backoff_seconds):
         if state == JobState.DEAD:
             stats.dead += 1
             log.error("job %s is dead: attempts used up (see `rafss jobs list --state dead`)",
@@ -80,18 +62,14 @@ def dispatch_once(sessions: sessionmaker[Session], enqueue: Enqueue, stale_secon
     with sessions.begin() as session:
         stats = recover_jobs(session, stale_seconds, backoff_seconds)
     with sessions() as session:
-        ids = list(session.execute(_DUE, {"stale": stale_seconds, "limit": limit}).scalars())
+        ids = due_job_ids(session, stale_seconds, limit)
     for job_id in ids:
         try:
             with sessions.begin() as session:
-                locked = session.execute(
-                    sa.text("SELECT id FROM jobs WHERE id = :id AND state = 'queued' "
-                            "FOR UPDATE SKIP LOCKED"), {"id": job_id}).scalar_one_or_none()
-                if locked is None:
+                if not lock_queued_job(session, job_id):
                     continue
                 enqueue(job_id)
-                session.execute(sa.text("UPDATE jobs SET enqueued_at = now(), updated_at = now() "
-                                        "WHERE id = :id"), {"id": job_id})
+                mark_enqueued(session, job_id)
             stats.enqueued += 1
         except Exception as exc:  # broker down: keep the row queued, try next tick
             stats.broker_errors += 1

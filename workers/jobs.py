@@ -15,10 +15,10 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
-from rafss_core.store.enums import JobKind
+from rafss_core.store.enums import JobKind, JobState
+from rafss_core.store.repositories.jobs import claim_job, finish_job, touch_heartbeat
 
 log = logging.getLogger(__name__)
 
@@ -31,29 +31,23 @@ class Claim:
 
 
 def claim(sessions: sessionmaker[Session], job_id: int) -> Claim | None:
+    """Claim a queued job in its own transaction; None when it is not queued."""
     with sessions.begin() as s:
-        row = s.execute(sa.text("""
-            UPDATE jobs SET state = 'running', attempts = attempts + 1, started_at = now(),
-                heartbeat_at = now(), updated_at = now(), finished_at = NULL
-            WHERE id = :id AND state = 'queued'
-            RETURNING attempts, kind"""), {"id": job_id}).one_or_none()
-    if row is None:
+        claimed = claim_job(s, job_id)
+    if claimed is None:
         log.info("job %s is not queued (already running or finished): skipped", job_id)
         return None
-    return Claim(job_id, int(row.attempts), JobKind(row.kind))
+    attempt, kind = claimed
+    return Claim(job_id, attempt, JobKind(kind))
 
 
 def _finish(sessions: sessionmaker[Session], c: Claim, state: str, error: str | None) -> bool:
+    """Record the claim's outcome; False (and a warning) when the claim was lost."""
     with sessions.begin() as s:
-        done = s.execute(sa.text("""
-            UPDATE jobs SET state = :state, last_error = :error, finished_at = now(),
-                updated_at = now()
-            WHERE id = :id AND attempts = :attempt AND state = 'running'
-            RETURNING id"""), {"state": state, "error": error, "id": c.job_id,
-                               "attempt": c.attempt}).one_or_none()
-    if done is None:
+        done = finish_job(s, c.job_id, c.attempt, state, error)
+    if not done:
         log.warning("job %s attempt %s lost its claim; outcome discarded", c.job_id, c.attempt)
-    return done is not None
+    return done
 
 
 class Heartbeat:
@@ -66,9 +60,7 @@ class Heartbeat:
         while not self._stop.wait(every):
             try:
                 with sessions.begin() as s:
-                    s.execute(sa.text("UPDATE jobs SET heartbeat_at = now() WHERE id = :id "
-                                      "AND attempts = :a AND state = 'running'"),
-                              {"id": c.job_id, "a": c.attempt})
+                    touch_heartbeat(s, c.job_id, c.attempt)
             except Exception:
                 log.warning("heartbeat for job %s failed; retrying", c.job_id)
 
@@ -92,8 +84,8 @@ def run_job(sessions: sessionmaker[Session], job_id: int, runners: dict[JobKind,
         return None
     runner = runners.get(c.kind)
     if runner is None:
-        _finish(sessions, c, "dead", f"no runner for job kind {c.kind}")
-        return "dead"
+        _finish(sessions, c, JobState.DEAD.value, f"no runner for job kind {c.kind}")
+        return JobState.DEAD.value
     try:
         with Heartbeat(sessions, c, heartbeat_seconds):
             runner(c)
@@ -101,8 +93,8 @@ def run_job(sessions: sessionmaker[Session], job_id: int, runners: dict[JobKind,
         # the message names the error class and text; tracebacks go to the log, never PHI
         log.error("job %s attempt %s failed: %s\n%s", job_id, c.attempt, type(exc).__name__,
                   traceback.format_exc(limit=8))
-        _finish(sessions, c, "failed", f"{type(exc).__name__}: {exc}"[:2000])
-        return "failed"
-    _finish(sessions, c, "succeeded", None)
+        _finish(sessions, c, JobState.FAILED.value, f"{type(exc).__name__}: {exc}"[:2000])
+        return JobState.FAILED.value
+    _finish(sessions, c, JobState.SUCCEEDED.value, None)
     log.info("job %s succeeded (attempt %s)", job_id, c.attempt)
-    return "succeeded"
+    return JobState.SUCCEEDED.value

@@ -8,8 +8,10 @@ retrieval embedder), so routing the same content twice never creates a second jo
 series that grew (late instances re-open it), a new reference-set version or a re-imported
 checkpoint does.
 
-Received DICOM-SEG series are recorded, never segmented (curation turns them into candidate
-references).
+Received DICOM-SEG series are never segmented. A SEG that references a series RAFSS segmented
+(and is not RAFSS's own SEG sent back) is a radiologist's correction: it becomes an
+``embed_references`` job that turns it into a *candidate* reference batch for that task, with
+its Dice against RAFSS's SEG (see :mod:`rafss_core.app.imports`).
 """
 
 from __future__ import annotations
@@ -20,12 +22,18 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
 from rafss_core.store.enums import JobKind, SeriesState
-from rafss_core.store.models import Instance, Job, ReferenceSet, RoutingRule, Series, Task
+from rafss_core.store.models import RoutingRule, Series, Task
+from rafss_core.store.repositories.jobs import create_job
+from rafss_core.store.repositories.received import is_rafss_result, latest_segmentation
+from rafss_core.store.repositories.references import latest_reference_set
+from rafss_core.store.repositories.routing import (
+    enabled_rules,
+    lock_closed_series,
+    series_instances,
+)
 
 log = logging.getLogger(__name__)
 
@@ -92,57 +100,81 @@ def route_closed_series(session: Session, models_dir: Path | None = None,
 
     ``models_dir`` is where imported checkpoints are registered; it resolves the checkpoint
     hashes that go into each job key."""
-    series_rows = session.execute(
-        sa.select(Series).where(Series.state == SeriesState.CLOSED.value)
-        .order_by(Series.closed_at).limit(limit).with_for_update(skip_locked=True)
-    ).scalars().all()
+    series_rows = lock_closed_series(session, limit)
     if not series_rows:
         return []
-    rules = session.execute(
-        sa.select(RoutingRule).join(Task, Task.id == RoutingRule.task_id)
-        .where(RoutingRule.enabled, Task.enabled).order_by(RoutingRule.priority, RoutingRule.id)
-    ).scalars().all()
+    rules = enabled_rules(session)
     routed: list[RoutedJob] = []
     for series in series_rows:
         series.state = SeriesState.ROUTED
-        instances = session.execute(
-            sa.select(Instance.sop_instance_uid, Instance.sop_class_uid)
-            .where(Instance.series_id == series.id)
-        ).all()
-        if any(cls == SEG_SOP_CLASS for _, cls in instances):
-            log.info("series %s is a DICOM-SEG: recorded, not segmented", series.id)
+        instances = series_instances(session, series.id)
+        if any(cls == SEG_SOP_CLASS for _, cls, _ in instances):
+            correction = _correction_job(session, series, instances)
+            if correction is not None:
+                routed.append(correction)
             continue
         task_ids = list(dict.fromkeys(r.task_id for r in rules if _matches(r, series)))
         if not task_ids:
             log.info("series %s matched no routing rule", series.id)
         for task_id in task_ids:
-            routed.append(_create_job(session, series, task_id, [u for u, _ in instances],
+            routed.append(_create_job(session, series, task_id, [u for u, _, _ in instances],
                                       models_dir))
     return routed
+
+
+def _referenced_series_uid(path: str) -> str | None:
+    """The series a SEG file annotates (its ReferencedSeriesSequence), read without pixels."""
+    import pydicom
+
+    try:
+        ds = pydicom.dcmread(path, stop_before_pixels=True)
+        return str(ds.ReferencedSeriesSequence[0].SeriesInstanceUID)
+    except Exception as exc:  # a malformed SEG is recorded, not routed
+        log.warning("SEG %s has no readable ReferencedSeriesSequence (%s): not a correction",
+                    Path(path).name, type(exc).__name__)
+        return None
+
+
+def _correction_job(session: Session, series: Series,
+                    instances: list[tuple[str, str, str]]) -> RoutedJob | None:
+    sop_uid, _, path = next(i for i in instances if i[1] == SEG_SOP_CLASS)
+    if is_rafss_result(session, sop_uid):
+        log.info("series %s is RAFSS's own SEG sent back: recorded, not a correction",
+                 series.id)
+        return None
+    referenced = _referenced_series_uid(path)
+    target = latest_segmentation(session, referenced) if referenced else None
+    if target is None:
+        log.info("series %s is a DICOM-SEG of a series RAFSS did not segment: recorded only",
+                 series.id)
+        return None
+    task = session.get(Task, target.task_id)
+    assert task is not None
+    payload = {"source": "correction", "task": task.name, "actor": f"scp:{series.calling_ae}",
+               "corrected_job_id": target.job_id, "source_series_id": target.series_id,
+               "result_path": str(target.result_path), "seg_sop_instance_uid": sop_uid}
+    job_id, created = create_job(session, kind=JobKind.EMBED_REFERENCES,
+                                 idempotency_key=f"embed|correction|{sop_uid}",
+                                 task_id=task.id, series_id=series.id, payload=payload)
+    log.info("series %s is a correction of job %s (task %s): job %s", series.id,
+             target.job_id, task.name, job_id)
+    return RoutedJob(job_id, series.id, task.id, created)
 
 
 def _create_job(session: Session, series: Series, task_id: int,
                 instance_uids: list[str], models_dir: Path | None) -> RoutedJob:
     task = session.get(Task, task_id)
     assert task is not None
-    ref_set = session.execute(
-        sa.select(ReferenceSet).where(ReferenceSet.task_id == task_id)
-        .order_by(ReferenceSet.version.desc()).limit(1)
-    ).scalar_one_or_none()
+    ref_set = latest_reference_set(session, task_id)
     version = ref_set.version if ref_set else None
     key = job_key(series.series_instance_uid, instance_uids, task.name, version,
                   segmentation_key_parts(task, models_dir))
     payload = {"series_instance_uid": series.series_instance_uid, "task": task.name,
                "reference_set_version": version, "instances": len(instance_uids)}
-    job_id = session.execute(
-        pg_insert(Job).values(kind=JobKind.SEGMENT.value, idempotency_key=key,
-                              series_id=series.id, task_id=task_id,
-                              reference_set_id=ref_set.id if ref_set else None, payload=payload)
-        .on_conflict_do_nothing(index_elements=["idempotency_key"]).returning(Job.id)
-    ).scalar_one_or_none()
-    created = job_id is not None
-    if not created:
-        job_id = session.execute(sa.select(Job.id).where(Job.idempotency_key == key)).scalar_one()
+    job_id, created = create_job(session, kind=JobKind.SEGMENT, idempotency_key=key,
+                                 series_id=series.id, task_id=task_id,
+                                 reference_set_id=ref_set.id if ref_set else None,
+                                 payload=payload)
     log.info("series %s -> task %s: job %s (%s)", series.id, task.name, job_id,
              "queued" if created else "already exists")
     return RoutedJob(int(job_id), series.id, task_id, created)

@@ -15,8 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -25,18 +23,11 @@ from rafss_core.segmentation.backends import build_segmenter, verify_models
 from rafss_core.segmentation.pipeline import LabelMap, SegmentOptions
 from rafss_core.segmentation.retrieval import ReferenceLibrary, ReferenceSlice
 from rafss_core.segmentation.segmenter import BuildContext, Segmenter, SegmenterIds
-from rafss_core.store.enums import InstanceState
-from rafss_core.store.models import (
-    Instance,
-    Job,
-    Label,
-    ReferenceSet,
-    Result,
-    Series,
-    Task,
-)
+from rafss_core.store.models import Job, Label, ReferenceSet, Series, Task
 from rafss_core.store.repositories.deliveries import create_deliveries_for_result
 from rafss_core.store.repositories.embeddings import series_embeddings, store_series_embeddings
+from rafss_core.store.repositories.received import series_spool_paths_by_id
+from rafss_core.store.repositories.results import upsert_result
 from services.spool import write_atomic
 from workers.jobs import Claim
 
@@ -113,10 +104,7 @@ def _inputs(sessions: sessionmaker[Session], job_id: int) -> JobInputs:
         series = s.get(Series, job.series_id)
         assert task is not None and series is not None
         labels = list(task.labels)
-        paths = [Path(p) for p in s.execute(
-            sa.select(Instance.spool_path).where(
-                Instance.series_id == series.id,
-                Instance.state != InstanceState.INVALID.value)).scalars()]
+        paths = series_spool_paths_by_id(s, series.id)
         version = None
         if job.reference_set_id is not None:
             ref_set = s.get(ReferenceSet, job.reference_set_id)
@@ -138,6 +126,10 @@ def encode_seg(inputs: JobInputs, loaded: Any, result: LabelMap, ids: SegmenterI
 
     return write_seg(result.array, loaded, task_segments(inputs.labels), algorithm,
                      inputs.job.idempotency_key, seg_type=str(inputs.task.seg_type))
+
+
+def inputs_label_name(inputs: JobInputs, value: int) -> str:
+    return next((lab.name for lab in inputs.labels if lab.number == value), str(value))
 
 
 def run_segment_job(ctx: WorkerContext, claim: Claim) -> None:
@@ -179,18 +171,23 @@ def run_segment_job(ctx: WorkerContext, claim: Claim) -> None:
     details = {
         "mean_retrieval_similarity": float(np.mean(result.slice_similarity)),
         "min_retrieval_similarity": float(np.min(result.slice_similarity)),
+        # per-slice confidence, shown on the job page: the best retrieval similarity of each
+        # slice (in the SEG's slice order) and, per label, the decoder's object score
+        "slice_similarity": [round(float(x), 4) for x in result.slice_similarity],
+        "slice_object_scores": {
+            inputs_label_name(inputs, value): [round(float(x), 3) for x in column]
+            for value, column in zip(sorted(result.labels), np.asarray(
+                result.object_scores).T, strict=False)},
         "labels_present": sorted(int(v) for v in np.unique(result.array) if v),
         "backend": ids.backend,
         "models": list(ids.model_ids),
         "weights": ids.weights,
     }
     with ctx.sessions.begin() as s:
-        result_id = s.execute(pg_insert(Result).values(
-            job_id=claim.job_id, seg_sop_instance_uid=seg.SOPInstanceUID,
-            seg_series_instance_uid=seg.SeriesInstanceUID, path=str(path), details=details,
-        ).on_conflict_do_update(index_elements=["job_id"], set_={"path": str(path),
-                                                                 "details": details})
-            .returning(Result.id)).scalar_one()
+        result_id = upsert_result(s, job_id=claim.job_id,
+                                  seg_sop_instance_uid=seg.SOPInstanceUID,
+                                  seg_series_instance_uid=seg.SeriesInstanceUID, path=str(path),
+                                  details=details)
         create_deliveries_for_result(s, result_id)
     log.info("job %s: SEG %s written (%d slices, backend=%s, weights=%s)", claim.job_id,
              seg.SOPInstanceUID, loaded.volume.num_slices, ids.backend, ids.weights)

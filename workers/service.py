@@ -120,8 +120,11 @@ class Service:
         self.scp.start()
         log.info("Storage SCP %s listening on %s:%s", s.ae_title, s.scp_host, self.scp.port)
 
-        self.api = ApiServer(sessions, s.api_host, s.api_port).start()
-        log.info("API on http://%s:%s (/health, /metrics)", s.api_host, s.api_port)
+        from rafss_core.app import App
+
+        self.api = ApiServer(App(sessions, s), s.api_host, s.api_port).start()
+        log.info("API and curation UI on http://%s:%s (/ui/, /docs, /health, /metrics)",
+                 s.api_host, s.api_port)
 
         celery = configure(s, self.url)
         steps = [lambda: reconcile_spool(scp_config.spool_dir, sessions),
@@ -156,12 +159,12 @@ class Service:
 class ApiServer:
     """uvicorn in a thread."""
 
-    def __init__(self, sessions: Any, host: str, port: int) -> None:
+    def __init__(self, app: Any, host: str, port: int) -> None:
         import uvicorn
 
         from services.api.app import create_app
 
-        config = uvicorn.Config(create_app(sessions), host=host, port=port, log_level="warning",
+        config = uvicorn.Config(create_app(app), host=host, port=port, log_level="warning",
                                 lifespan="off")
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, name="api", daemon=True)

@@ -32,8 +32,11 @@ def worker_context():  # -> WorkerContext
 def run_job(job_id: int) -> str | None:
     from rafss_core.store.enums import JobKind
     from workers.jobs import run_job as run
+    from workers.reference_jobs import run_embed_references, run_prepare_references
     from workers.segment_job import run_segment_job
 
     ctx = worker_context()
-    runners = {JobKind.SEGMENT: functools.partial(run_segment_job, ctx)}
+    runners = {JobKind.SEGMENT: functools.partial(run_segment_job, ctx),
+               JobKind.EMBED_REFERENCES: functools.partial(run_embed_references, ctx),
+               JobKind.PREPARE_REFERENCES: functools.partial(run_prepare_references, ctx)}
     return run(ctx.sessions, int(job_id), runners, ctx.settings.job_heartbeat_seconds)

@@ -119,3 +119,9 @@ def status(data_dir: Path | None = None, url: str | None = None) -> dict[str, An
         "up_to_date": current == head,
         "url": redact_url(target),
     }
+
+
+def ping(sessions: Any) -> None:
+    """``SELECT 1`` on the database; raises when it is unreachable (``/health``)."""
+    with sessions() as s:
+        s.execute(sa.text("SELECT 1"))

@@ -35,15 +35,39 @@ class ReferenceState(StrEnum):
 class ReferenceOrigin(StrEnum):
     """How a reference slice entered the library."""
 
-    IMPORT = "import"  # a study plus SEG already received by the SCP
+    IMPORT = "import"  # a study plus SEG already received by the SCP, or files on the CLI
     UPLOAD = "upload"  # uploaded through the admin API
     FEEDBACK = "feedback"  # a radiologist-corrected SEG sent back to the SCP
+
+
+class CandidateState(StrEnum):
+    """A batch of candidate reference slices (one import or one correction) awaiting review."""
+
+    PENDING = "pending"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+
+
+class Role(StrEnum):
+    """API roles, each including the ones below it: admin > reviewer > viewer."""
+
+    VIEWER = "viewer"
+    REVIEWER = "reviewer"
+    ADMIN = "admin"
+
+    @property
+    def rank(self) -> int:
+        return list(Role).index(self)
 
 
 class JobKind(StrEnum):
     SEGMENT = "segment"
     DELIVER = "deliver"
+    # embed the slices of an upload, a received study + SEG, or a correction as candidates
     EMBED_REFERENCES = "embed_references"
+    # after approval: precompute what the backend needs of the approved slices (memories,
+    # image encodings) so that segment jobs find it
+    PREPARE_REFERENCES = "prepare_references"
 
 
 class JobState(StrEnum):

@@ -39,12 +39,14 @@ from sqlalchemy.dialects.postgresql import ARRAY, INET, JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from rafss_core.store.enums import (
+    CandidateState,
     DeliveryStatus,
     InstanceState,
     JobKind,
     JobState,
     ReferenceOrigin,
     ReferenceState,
+    Role,
     SegmentationType,
     SeriesState,
 )
@@ -229,7 +231,11 @@ class ReferenceSlice(Timestamped, Base):
     __tablename__ = "reference_slices"
 
     id: Mapped[int] = mapped_column(sa.BigInteger, sa.Identity(), primary_key=True)
-    reference_set_id: Mapped[int] = mapped_column(sa.BigInteger)
+    # the reference-set version the slice was approved into; NULL while it is a candidate
+    reference_set_id: Mapped[int | None] = mapped_column(sa.BigInteger)
+    # the import or correction that brought it in (reviewed as one batch)
+    candidate_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("reference_candidates.id", ondelete="CASCADE"), index=True)
     task_id: Mapped[int] = mapped_column(sa.BigInteger)
     modality: Mapped[str] = mapped_column(sa.String(16))
     origin: Mapped[ReferenceOrigin] = mapped_column(state_type(ReferenceOrigin, "origin"))
@@ -284,6 +290,54 @@ class ReferenceSlice(Timestamped, Base):
             postgresql_where=sa.text("state = 'approved'"),
         ),
     )
+
+
+class ReferenceCandidate(Timestamped, Base):
+    """One batch of candidate reference slices awaiting review: an import (files, upload, a
+    received study + SEG) or a radiologist's correction of a RAFSS SEG.
+
+    For a correction, ``dice`` holds the Dice of the corrected SEG against RAFSS's SEG per
+    label (``{"LV": 0.91, ...}``): how much the radiologist changed. Approval moves every slice
+    into a new reference-set version (``reference_set_id``); rejection revokes them.
+    """
+
+    __tablename__ = "reference_candidates"
+
+    id: Mapped[int] = mapped_column(sa.BigInteger, sa.Identity(), primary_key=True)
+    task_id: Mapped[int] = mapped_column(sa.ForeignKey("tasks.id", ondelete="CASCADE"), index=True)
+    origin: Mapped[ReferenceOrigin] = mapped_column(state_type(ReferenceOrigin, "origin"))
+    state: Mapped[CandidateState] = mapped_column(
+        state_type(CandidateState, "state"), server_default=CandidateState.PENDING.value)
+    # the RAFSS job whose SEG a correction corrects
+    corrected_job_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("jobs.id", ondelete="SET NULL"))
+    # de-identified UIDs (see rafss_core.deid): the bank keeps no original identifier
+    study_instance_uid: Mapped[str | None] = mapped_column(UID)
+    series_instance_uid: Mapped[str | None] = mapped_column(UID)
+    slices: Mapped[int] = mapped_column(sa.Integer, server_default="0")
+    dice: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=sa.text("'{}'::jsonb"))
+    note: Mapped[str | None] = mapped_column(sa.Text)
+    created_by: Mapped[str] = mapped_column(sa.String(128))
+    decided_by: Mapped[str | None] = mapped_column(sa.String(128))
+    decided_at: Mapped[dt.datetime | None] = mapped_column(sa.DateTime(timezone=True))
+    reference_set_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("reference_sets.id", ondelete="SET NULL"))
+
+
+class ApiToken(Base):
+    """A bearer token for the API. Only its SHA-256 is stored; the token is shown once."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(sa.BigInteger, sa.Identity(), primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(64))
+    role: Mapped[Role] = mapped_column(state_type(Role, "role"))
+    token_sha256: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    created_by: Mapped[str] = mapped_column(sa.String(128))
+    created_at: Mapped[dt.datetime] = mapped_column(
+        sa.DateTime(timezone=True), server_default=_now())
+    last_used_at: Mapped[dt.datetime | None] = mapped_column(sa.DateTime(timezone=True))
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(sa.DateTime(timezone=True))
 
 
 # --- received data ------------------------------------------------------------------------------

@@ -1,39 +1,74 @@
-"""The HTTP API: ``/health`` and ``/metrics`` (Prometheus)."""
+"""The HTTP API and the curation web UI.
+
+``/health`` and ``/metrics`` (Prometheus) are open; every other route needs a bearer token
+(see :mod:`services.api.auth`). OpenAPI docs: ``/docs``. The web UI lives under ``/ui``.
+Use-case errors map to HTTP: LookupError 404, InvalidTransitionError 409, ValueError 422.
+"""
 
 from __future__ import annotations
 
 import logging
+from typing import Any
 
-import sqlalchemy as sa
-from fastapi import FastAPI, Response
-from fastapi.responses import JSONResponse
-from sqlalchemy.orm import Session, sessionmaker
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse, RedirectResponse
+
+from rafss_core.app import App
+from rafss_core.store.repositories.references import InvalidTransitionError
 
 log = logging.getLogger(__name__)
 
 
-def create_app(sessions: sessionmaker[Session]) -> FastAPI:
+def _error(status_code: int) -> Any:
+    def handler(request: Request, exc: Exception) -> JSONResponse:
+        # the message names the object and what to do; request values are never logged (PHI)
+        log.info("%s %s -> %d (%s)", request.method, request.url.path, status_code,
+                 type(exc).__name__)
+        detail = str(exc.args[0]) if isinstance(exc, LookupError) and exc.args else str(exc)
+        return JSONResponse({"detail": detail}, status_code=status_code)
+
+    return handler
+
+
+def create_app(rafss: App) -> FastAPI:
     from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
     from prometheus_client.registry import CollectorRegistry
 
+    from services.api import ui
     from services.api.metrics import DatabaseCollector
+    from services.api.routers import audit, jobs, peers, references, tasks
 
-    app = FastAPI(title="RAFSS", version="0.1.0")
+    app = FastAPI(title="RAFSS", version="0.1.0",
+                  description="Retrieval-augmented few-shot segmentation: curation and jobs. "
+                              "Authenticate with `Authorization: Bearer <token>` "
+                              "(`rafss tokens create --role ROLE`).")
+    app.state.rafss = rafss
     registry = CollectorRegistry()
-    registry.register(DatabaseCollector(sessions))
+    registry.register(DatabaseCollector(rafss.sessions))
+    app.add_exception_handler(LookupError, _error(404))
+    app.add_exception_handler(InvalidTransitionError, _error(409))
+    app.add_exception_handler(ValueError, _error(422))
+    for module in (tasks, peers, references, jobs, audit, ui):
+        app.include_router(module.router)
 
-    @app.get("/health")
+    @app.get("/health", tags=["service"])
     def health() -> JSONResponse:
+        from rafss_core.store.admin import ping
+
         try:
-            with sessions() as s:
-                s.execute(sa.text("SELECT 1"))
+            ping(rafss.sessions)
         except Exception as exc:
             log.warning("health: database unavailable (%s)", type(exc).__name__)
-            return JSONResponse({"status": "degraded", "database": "unavailable"}, status_code=503)
+            return JSONResponse({"status": "degraded", "database": "unavailable"},
+                                status_code=503)
         return JSONResponse({"status": "ok", "database": "ok"})
 
-    @app.get("/metrics")
+    @app.get("/metrics", tags=["service"])
     def metrics() -> Response:
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/", include_in_schema=False)
+    def root() -> RedirectResponse:
+        return RedirectResponse("/ui/")
 
     return app

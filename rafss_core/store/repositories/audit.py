@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from rafss_core.store.models import AuditEntry
@@ -29,3 +30,16 @@ def audit(
     session.add(entry)
     session.flush()
     return entry
+
+
+def list_audit(session: Session, *, actor: str | None = None, action: str | None = None,
+               object_type: str | None = None, object_id: str | None = None,
+               limit: int = 100, offset: int = 0) -> list[AuditEntry]:
+    """Audit rows, newest first; every filter is an exact match on a bound parameter."""
+    q = sa.select(AuditEntry).order_by(AuditEntry.id.desc()).limit(limit).offset(offset)
+    for column, value in ((AuditEntry.actor, actor), (AuditEntry.action, action),
+                          (AuditEntry.object_type, object_type),
+                          (AuditEntry.object_id, object_id)):
+        if value is not None:
+            q = q.where(column == value)
+    return list(session.execute(q).scalars())

@@ -241,3 +241,7 @@ def delivery_states(
         )
     ).all()
     return {int(i): (DeliveryStatus(s), n) for i, s, n in rows}
+
+
+def list_destinations(session: Session) -> list[Destination]:
+    return list(session.execute(sa.select(Destination).order_by(Destination.name)).scalars())

@@ -5,18 +5,22 @@ idempotent and safe under concurrent writers: every insert is ``INSERT ... ON CO
 NOTHING`` on the UID's unique constraint, so the same SOPInstanceUID stored twice (a resend, or
 two associations racing) yields one row. Under READ COMMITTED (the default) a conflicting
 in-flight insert is waited for, and the follow-up ``SELECT`` sees the winner's row.
+
+:func:`mark_instance_invalid` flags a recorded instance that must not be segmented, and
+:func:`known_sop_instance_uids` tells the spool reconciliation which files are recorded already.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
-from rafss_core.store.enums import SeriesState
+from rafss_core.store.enums import InstanceState, SeriesState
 from rafss_core.store.models import Instance, Series, Study
 
 
@@ -143,6 +147,24 @@ def record_instance(session: Session, record: InstanceRecord) -> RecordedInstanc
             sa.select(Instance.id).where(Instance.sop_instance_uid == record.sop_instance_uid)
         ).scalar_one()
     return RecordedInstance(study_id, series_id, int(instance_id), created)
+
+
+def mark_instance_invalid(session: Session, instance_id: int) -> None:
+    """Set ``instances.state = 'invalid'``: stored and kept, but never segmented."""
+    session.execute(
+        sa.update(Instance)
+        .where(Instance.id == instance_id)
+        .values(state=InstanceState.INVALID.value)
+    )
+
+
+def known_sop_instance_uids(session: Session, uids: Iterable[str]) -> set[str]:
+    """The subset of ``uids`` that already have an ``instances`` row."""
+    return set(
+        session.execute(
+            sa.select(Instance.sop_instance_uid).where(Instance.sop_instance_uid.in_(list(uids)))
+        ).scalars()
+    )
 
 
 def _list(values: tuple[float, ...] | None) -> list[float] | None:

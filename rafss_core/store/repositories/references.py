@@ -1,12 +1,17 @@
-"""Reference sets and slices: add, approve, revoke (each audit-logged), and load for retrieval.
+"""Reference sets, candidates and slices: add, approve, revoke, list, and load for retrieval.
 
 State machine of a reference slice::
 
     candidate --approve--> approved --revoke--> revoked --approve--> approved
     candidate --revoke---> revoked
 
+Slices arrive in *candidate* batches (:class:`ReferenceCandidate`: one import or one
+correction). Approving a batch creates the task's next reference-set version and moves the
+batch's slices into it; that version is what job keys name, so later jobs see the change.
+
 Approval needs an embedding (pass it, or store it with :func:`add_reference_slice`); it also
-makes sure the HNSW index for that embedding dimension exists.
+makes sure the HNSW index for that embedding dimension exists. These functions write no audit
+rows: the use cases in :mod:`rafss_core.app` do, one per action, with the actor.
 """
 
 from __future__ import annotations
@@ -19,9 +24,8 @@ from sqlalchemy.orm import Session
 
 from rafss_core.segmentation.retrieval import ReferenceSlice as RetrievalSlice
 from rafss_core.store.arrays import decode_array, encode_array
-from rafss_core.store.enums import ReferenceOrigin, ReferenceState
-from rafss_core.store.models import ReferenceSet, ReferenceSlice, Task
-from rafss_core.store.repositories.audit import audit
+from rafss_core.store.enums import CandidateState, ReferenceOrigin, ReferenceState
+from rafss_core.store.models import ReferenceCandidate, ReferenceSet, ReferenceSlice, Task
 from rafss_core.store.vector import ensure_vector_index
 
 
@@ -38,7 +42,7 @@ _ALLOWED_FROM = {
 def create_reference_set(
     session: Session, *, task_id: int, actor: str, note: str | None = None
 ) -> ReferenceSet:
-    """A new reference set for the task, with the next version number (audit-logged)."""
+    """A new reference set for the task, with the next version number ."""
     # lock the task row so two concurrent creations cannot pick the same version
     task = session.execute(
         sa.select(Task).where(Task.id == task_id).with_for_update()
@@ -53,14 +57,6 @@ def create_reference_set(
     ref_set = ReferenceSet(task_id=task_id, version=int(version), created_by=actor, note=note)
     session.add(ref_set)
     session.flush()
-    audit(
-        session,
-        actor=actor,
-        action="reference_set.create",
-        object_type="reference_set",
-        object_id=ref_set.id,
-        details={"task_id": task_id, "version": ref_set.version},
-    )
     return ref_set
 
 
@@ -74,7 +70,8 @@ def _vector(embedding: np.ndarray) -> np.ndarray:
 def add_reference_slice(
     session: Session,
     *,
-    reference_set_id: int,
+    reference_set_id: int | None = None,
+    candidate_id: int | None = None,
     study_instance_uid: str,
     series_instance_uid: str,
     sop_instance_uid: str,
@@ -88,7 +85,8 @@ def add_reference_slice(
     embedding: np.ndarray | None = None,
     embedder_id: str | None = None,
 ) -> ReferenceSlice:
-    """Add a *candidate* reference slice (image + label mask, optionally its embedding)."""
+    """Add a *candidate* reference slice (image + label mask, optionally its embedding) to a
+    reference set, or to a candidate batch awaiting review."""
     image = np.asarray(image)
     mask = np.asarray(mask)
     if image.ndim != 2 or image.shape != mask.shape:
@@ -97,12 +95,17 @@ def add_reference_slice(
         )
     if (embedding is None) != (embedder_id is None):
         raise ValueError("pass embedding and embedder_id together")
-    ref_set = session.get(ReferenceSet, reference_set_id)
-    if ref_set is None:
-        raise LookupError(f"reference set {reference_set_id} does not exist: create it first")
+    if (reference_set_id is None) == (candidate_id is None):
+        raise ValueError("pass exactly one of reference_set_id and candidate_id")
+    owner = (session.get(ReferenceSet, reference_set_id) if reference_set_id is not None
+             else session.get(ReferenceCandidate, candidate_id))
+    if owner is None:
+        raise LookupError(f"reference set {reference_set_id} or candidate {candidate_id} does "
+                          "not exist: create it first")
     ref = ReferenceSlice(
         reference_set_id=reference_set_id,
-        task_id=ref_set.task_id,
+        candidate_id=candidate_id,
+        task_id=owner.task_id,
         modality=modality,
         origin=origin,
         study_instance_uid=study_instance_uid,
@@ -121,19 +124,6 @@ def add_reference_slice(
     )
     session.add(ref)
     session.flush()
-    audit(
-        session,
-        actor=actor,
-        action="reference_slice.add",
-        object_type="reference_slice",
-        object_id=ref.id,
-        details={
-            "reference_set_id": reference_set_id,
-            "sop_instance_uid": sop_instance_uid,
-            "slice_index": slice_index,
-            "origin": origin.value,
-        },
-    )
     return ref
 
 
@@ -167,7 +157,7 @@ def approve_reference_slice(
     """Approve a slice so retrieval can return it; stores ``embedding`` when given."""
     if (embedding is None) != (embedder_id is None):
         raise ValueError("pass embedding and embedder_id together")
-    ref, previous = _transition(session, slice_id, ReferenceState.APPROVED, actor)
+    ref, _ = _transition(session, slice_id, ReferenceState.APPROVED, actor)
     if embedding is not None:
         ref.embedding = _vector(embedding)
         ref.embedder_id = embedder_id
@@ -179,14 +169,6 @@ def approve_reference_slice(
     dim = len(ref.embedding)
     session.flush()
     ensure_vector_index(session.connection(), dim)
-    audit(
-        session,
-        actor=actor,
-        action="reference_slice.approve",
-        object_type="reference_slice",
-        object_id=slice_id,
-        details={"from": previous.value, "embedder_id": ref.embedder_id, "dim": dim},
-    )
     return ref
 
 
@@ -194,16 +176,8 @@ def revoke_reference_slice(
     session: Session, slice_id: int, *, actor: str, reason: str | None = None
 ) -> ReferenceSlice:
     """Revoke a slice: retrieval never returns it again (unless re-approved)."""
-    ref, previous = _transition(session, slice_id, ReferenceState.REVOKED, actor)
+    ref, _ = _transition(session, slice_id, ReferenceState.REVOKED, actor)
     session.flush()
-    audit(
-        session,
-        actor=actor,
-        action="reference_slice.revoke",
-        object_type="reference_slice",
-        object_id=slice_id,
-        details={"from": previous.value, "reason": reason},
-    )
     return ref
 
 
@@ -223,3 +197,162 @@ def load_reference_slices(session: Session, ids: Iterable[str | int]) -> dict[st
     if missing:
         raise LookupError(f"reference slices not found: {', '.join(missing)}")
     return found
+
+
+# --- candidate batches ---------------------------------------------------------------------
+
+
+def create_candidate(
+    session: Session, *, task_id: int, origin: ReferenceOrigin, actor: str,
+    corrected_job_id: int | None = None, study_instance_uid: str | None = None,
+    series_instance_uid: str | None = None, dice: dict[str, float] | None = None,
+    note: str | None = None,
+) -> ReferenceCandidate:
+    """An empty candidate batch; add its slices with ``add_reference_slice(candidate_id=...)``."""
+    if session.get(Task, task_id) is None:
+        raise LookupError(f"task {task_id} does not exist: create the task first")
+    candidate = ReferenceCandidate(
+        task_id=task_id, origin=origin, created_by=actor, corrected_job_id=corrected_job_id,
+        study_instance_uid=study_instance_uid, series_instance_uid=series_instance_uid,
+        dice=dice or {}, note=note)
+    session.add(candidate)
+    session.flush()
+    return candidate
+
+
+def set_candidate_slice_count(session: Session, candidate_id: int) -> int:
+    count = session.execute(sa.select(sa.func.count()).where(
+        ReferenceSlice.candidate_id == candidate_id)).scalar_one()
+    session.execute(sa.update(ReferenceCandidate).where(ReferenceCandidate.id == candidate_id)
+                    .values(slices=count))
+    return int(count)
+
+
+def _locked_pending(session: Session, candidate_id: int) -> ReferenceCandidate:
+    candidate = session.execute(
+        sa.select(ReferenceCandidate).where(ReferenceCandidate.id == candidate_id)
+        .with_for_update()).scalar_one_or_none()
+    if candidate is None:
+        raise LookupError(f"candidate {candidate_id} does not exist")
+    if candidate.state != CandidateState.PENDING:
+        raise InvalidTransitionError(
+            f"candidate {candidate_id} is already {candidate.state}; only pending candidates "
+            "can be approved or rejected")
+    return candidate
+
+
+def approve_candidate(session: Session, candidate_id: int, *, actor: str) -> ReferenceSet:
+    """Approve every slice of a pending batch into the task's next reference-set version."""
+    candidate = _locked_pending(session, candidate_id)
+    if not candidate.slices:
+        raise InvalidTransitionError(f"candidate {candidate_id} has no slices yet (its import "
+                                     "job has not run): approve it once it has")
+    ref_set = create_reference_set(session, task_id=candidate.task_id, actor=actor,
+                                   note=f"candidate {candidate_id} approved")
+    dims = session.execute(
+        sa.update(ReferenceSlice)
+        .where(ReferenceSlice.candidate_id == candidate_id,
+               ReferenceSlice.state == ReferenceState.CANDIDATE.value)
+        .values(reference_set_id=ref_set.id, state=ReferenceState.APPROVED.value,
+                state_changed_by=actor, state_changed_at=sa.func.now())
+        .returning(ReferenceSlice.embedding_dim)).scalars().all()
+    for dim in sorted({d for d in dims if d}):
+        ensure_vector_index(session.connection(), int(dim))
+    candidate.state = CandidateState.APPROVED
+    candidate.decided_by = actor
+    candidate.decided_at = sa.func.now()  # type: ignore[assignment]
+    candidate.reference_set_id = ref_set.id
+    session.flush()
+    return ref_set
+
+
+def reject_candidate(session: Session, candidate_id: int, *, actor: str) -> int:
+    """Reject a pending batch: its slices are revoked (kept for the audit, never retrieved)."""
+    candidate = _locked_pending(session, candidate_id)
+    revoked = session.execute(
+        sa.update(ReferenceSlice)
+        .where(ReferenceSlice.candidate_id == candidate_id)
+        .values(state=ReferenceState.REVOKED.value, state_changed_by=actor,
+                state_changed_at=sa.func.now())).rowcount
+    candidate.state = CandidateState.REJECTED
+    candidate.decided_by = actor
+    candidate.decided_at = sa.func.now()  # type: ignore[assignment]
+    session.flush()
+    return int(revoked or 0)
+
+
+def list_candidates(session: Session, *, task_id: int | None = None,
+                    state: CandidateState | None = None, limit: int = 100
+                    ) -> list[ReferenceCandidate]:
+    q = sa.select(ReferenceCandidate).order_by(ReferenceCandidate.id.desc()).limit(limit)
+    if task_id is not None:
+        q = q.where(ReferenceCandidate.task_id == task_id)
+    if state is not None:
+        q = q.where(ReferenceCandidate.state == state.value)
+    return list(session.execute(q).scalars())
+
+
+def get_candidate(session: Session, candidate_id: int) -> ReferenceCandidate | None:
+    return session.get(ReferenceCandidate, candidate_id)
+
+
+def list_reference_sets(session: Session, task_id: int) -> list[tuple[ReferenceSet, int]]:
+    """The task's versions, newest first, each with its number of approved slices."""
+    approved = (sa.select(sa.func.count()).where(
+        ReferenceSlice.reference_set_id == ReferenceSet.id,
+        ReferenceSlice.state == ReferenceState.APPROVED.value).scalar_subquery())
+    rows = session.execute(sa.select(ReferenceSet, approved).where(
+        ReferenceSet.task_id == task_id).order_by(ReferenceSet.version.desc())).all()
+    return [(r, int(n)) for r, n in rows]
+
+
+def latest_reference_set(session: Session, task_id: int) -> ReferenceSet | None:
+    return session.execute(
+        sa.select(ReferenceSet).where(ReferenceSet.task_id == task_id)
+        .order_by(ReferenceSet.version.desc()).limit(1)).scalar_one_or_none()
+
+
+def list_reference_slices(
+    session: Session, *, task_id: int, state: ReferenceState | None = None,
+    candidate_id: int | None = None, limit: int = 200, offset: int = 0,
+    with_arrays: bool = False,
+) -> list[ReferenceSlice]:
+    """Slices of a task (newest first); images and masks are loaded only with
+    ``with_arrays``."""
+    from sqlalchemy.orm import defer
+
+    q = (sa.select(ReferenceSlice).where(ReferenceSlice.task_id == task_id)
+         .order_by(ReferenceSlice.id.desc()).limit(limit).offset(offset))
+    if not with_arrays:
+        q = q.options(defer(ReferenceSlice.image_npz), defer(ReferenceSlice.mask_npz),
+                      defer(ReferenceSlice.embedding))
+    if state is not None:
+        q = q.where(ReferenceSlice.state == state.value)
+    if candidate_id is not None:
+        q = q.where(ReferenceSlice.candidate_id == candidate_id)
+    return list(session.execute(q).scalars())
+
+
+def reference_slice_arrays(session: Session, slice_id: int) -> tuple[np.ndarray, np.ndarray]:
+    """Image and mask of one slice (thumbnails)."""
+    row = session.execute(sa.select(ReferenceSlice.image_npz, ReferenceSlice.mask_npz).where(
+        ReferenceSlice.id == slice_id)).one_or_none()
+    if row is None:
+        raise LookupError(f"reference slice {slice_id} does not exist")
+    return decode_array(row.image_npz), decode_array(row.mask_npz)
+
+
+def candidate_slice_ids(session: Session, candidate_id: int) -> list[int]:
+    return list(session.execute(sa.select(ReferenceSlice.id).where(
+        ReferenceSlice.candidate_id == candidate_id).order_by(ReferenceSlice.id)).scalars())
+
+
+def reference_counts(session: Session, task_id: int) -> tuple[int, int]:
+    """(approved slices, pending candidates) of a task."""
+    approved = session.execute(sa.select(sa.func.count()).where(
+        ReferenceSlice.task_id == task_id,
+        ReferenceSlice.state == ReferenceState.APPROVED.value)).scalar_one()
+    pending = session.execute(sa.select(sa.func.count()).where(
+        ReferenceCandidate.task_id == task_id,
+        ReferenceCandidate.state == CandidateState.PENDING.value)).scalar_one()
+    return int(approved), int(pending)

@@ -73,3 +73,9 @@ def disable_allowed_source(session: Session, ae_title: str, *, ip: str | None = 
         .values(enabled=False)
     )
     return bool(result.rowcount)
+
+
+def all_allowed_sources(session: Session) -> list[AllowedSource]:
+    """Every allow-list row, enabled or not (for the admin views)."""
+    return list(session.execute(
+        sa.select(AllowedSource).order_by(AllowedSource.ae_title, AllowedSource.id)).scalars())

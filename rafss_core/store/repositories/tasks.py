@@ -9,8 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from rafss_core.store.enums import SegmentationType
-from rafss_core.store.models import Label, Task
-from rafss_core.store.repositories.audit import audit
+from rafss_core.store.models import Label, RoutingRule, Task
 
 
 @dataclass(frozen=True)
@@ -38,7 +37,8 @@ def create_task(
     seg_type: SegmentationType = SegmentationType.BINARY,
     description: str | None = None,
 ) -> Task:
-    """Create a task with its labels (audit-logged)."""
+    """Create a task with its labels (``actor`` is kept for the signature; the use case
+    audits)."""
     if not labels:
         raise ValueError(f"task {name!r} needs at least one label")
     task = Task(
@@ -67,14 +67,6 @@ def create_task(
     )
     session.add(task)
     session.flush()
-    audit(
-        session,
-        actor=actor,
-        action="task.create",
-        object_type="task",
-        object_id=task.id,
-        details={"name": name, "modality": modality, "labels": [s.number for s in labels]},
-    )
     return task
 
 
@@ -83,3 +75,39 @@ def task_models(session: Session) -> dict[str, list[str]]:
     rows = session.execute(sa.select(Task.name, Task.backend, Task.segmenter_id)).all()
     return {name: [backend, *(p.strip() for p in spec.split(",") if p.strip())]
             for name, backend, spec in rows}
+
+
+def list_tasks(session: Session) -> list[Task]:
+    """Every task with its labels, by name."""
+    from sqlalchemy.orm import selectinload
+
+    return list(session.execute(sa.select(Task).options(selectinload(Task.labels))
+                                .order_by(Task.name)).scalars())
+
+
+def task_by_name(session: Session, name: str) -> Task:
+    task = session.execute(sa.select(Task).where(Task.name == name)).scalar_one_or_none()
+    if task is None:
+        raise LookupError(f"no task named {name!r}; create it with `rafss tasks create`")
+    return task
+
+
+def add_routing_rule(session: Session, *, task_id: int, modality: str | None = None,
+                     body_part: str | None = None, series_description_regex: str | None = None,
+                     calling_ae: str | None = None) -> RoutingRule:
+    rule = RoutingRule(task_id=task_id, modality=modality, body_part=body_part,
+                       series_description_regex=series_description_regex,
+                       calling_ae=calling_ae)
+    session.add(rule)
+    session.flush()
+    return rule
+
+
+def list_routing_rules(session: Session) -> list[tuple[RoutingRule, str]]:
+    return [(r, n) for r, n in session.execute(
+        sa.select(RoutingRule, Task.name).join(Task, Task.id == RoutingRule.task_id)
+        .order_by(RoutingRule.priority, RoutingRule.id)).all()]
+
+
+def find_task(session: Session, name: str) -> Task | None:
+    return session.execute(sa.select(Task).where(Task.name == name)).scalar_one_or_none()

@@ -1,0 +1,81 @@
+"""Bearer-token authentication and role checks (MONAI Label's ``Depends(RBAC(role))``).
+
+A request authenticates with ``Authorization: Bearer <token>``; the web UI sends the same
+token in an HttpOnly, SameSite=Strict session cookie set by its login form, and every form it
+posts carries a CSRF token derived from the session (see :func:`csrf_token`). Roles nest:
+admin > reviewer > viewer. No token, an unknown or a revoked one: 401. Too low a role: 403.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+
+from fastapi import Depends, HTTPException, Request, status
+
+from rafss_core.app import App
+from rafss_core.app.tokens import authenticate
+from rafss_core.app.views import TokenView
+from rafss_core.store.enums import Role
+
+SESSION_COOKIE = "rafss_session"
+
+
+def get_app(request: Request) -> App:
+    return request.app.state.rafss
+
+
+def _token(request: Request) -> tuple[str | None, bool]:
+    header = request.headers.get("authorization", "")
+    if header[:7].lower() == "bearer ":
+        return header[7:].strip(), False
+    cookie = request.cookies.get(SESSION_COOKIE)
+    return (cookie, True) if cookie else (None, False)
+
+
+def csrf_token(session_token: str) -> str:
+    """The CSRF token of a UI session: an HMAC of the session token (never the token)."""
+    return hmac.new(session_token.encode(), b"rafss-csrf", hashlib.sha256).hexdigest()
+
+
+
+
+def current_principal(request: Request, app: App = Depends(get_app)) -> TokenView:
+    token, from_cookie = _token(request)
+    if not token:
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "a bearer token is required: create "
+                            "one with `rafss tokens create --role viewer`",
+                            headers={"WWW-Authenticate": "Bearer"})
+    principal = authenticate(app, token)
+    if principal is None:
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "the token is unknown or revoked",
+                            headers={"WWW-Authenticate": "Bearer"})
+    request.state.session_token = token if from_cookie else None
+    return principal
+
+
+class RBAC:
+    """``Depends(RBAC("reviewer"))``: the caller's token must have at least that role."""
+
+    def __init__(self, role: str) -> None:
+        self.role = Role(role)
+
+    def __call__(self, request: Request,
+                 principal: TokenView = Depends(current_principal)) -> TokenView:
+        if Role(principal.role).rank < self.role.rank:
+            raise HTTPException(status.HTTP_403_FORBIDDEN,
+                                f"this needs the {self.role.value} role; the token "
+                                f"{principal.name!r} is {principal.role}")
+        session_token = getattr(request.state, "session_token", None)
+        if session_token and request.method not in ("GET", "HEAD", "OPTIONS"):
+            # a cookie-authenticated write must prove it came from our own page
+            sent = request.headers.get("x-csrf-token") or getattr(request.state, "form_csrf",
+                                                                   None)
+            if not sent or not hmac.compare_digest(sent, csrf_token(session_token)):
+                raise HTTPException(status.HTTP_403_FORBIDDEN, "CSRF token missing or wrong: "
+                                    "reload the page and try again")
+        return principal
+
+
+def actor(principal: TokenView) -> str:
+    return f"token:{principal.name}"

@@ -1,0 +1,52 @@
+"""DICOM peers: allowed sources and destinations. Admins write, every role reads."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, status
+from pydantic import BaseModel, Field
+
+from rafss_core.app import App
+from rafss_core.app import peers as uc
+from rafss_core.app.views import TokenView
+from services.api.auth import RBAC, actor, get_app
+
+router = APIRouter(tags=["peers"])
+
+
+class SourceIn(BaseModel):
+    ae_title: str
+    ip: str | None = Field(None, description="an address or network; none = any")
+    quiet_seconds: int | None = None
+
+
+class DestinationIn(BaseModel):
+    name: str
+    address: str = Field(examples=["PACS@10.0.0.5:104"])
+    tls: bool = False
+    tls_ca: str | None = None
+
+
+@router.get("/api/sources")
+def list_sources(app: App = Depends(get_app), _: TokenView = Depends(RBAC("viewer"))
+                 ) -> list[dict[str, Any]]:
+    return [s.as_dict() for s in uc.list_sources(app)]
+
+
+@router.post("/api/sources", status_code=status.HTTP_201_CREATED)
+def allow_source(body: SourceIn, app: App = Depends(get_app),
+                 who: TokenView = Depends(RBAC("admin"))) -> dict[str, Any]:
+    return uc.allow_source(app, actor(who), **body.model_dump()).as_dict()
+
+
+@router.get("/api/destinations")
+def list_destinations(app: App = Depends(get_app), _: TokenView = Depends(RBAC("viewer"))
+                      ) -> list[dict[str, Any]]:
+    return [d.as_dict() for d in uc.list_destinations(app)]
+
+
+@router.post("/api/destinations", status_code=status.HTTP_201_CREATED)
+def add_destination(body: DestinationIn, app: App = Depends(get_app),
+                    who: TokenView = Depends(RBAC("admin"))) -> dict[str, Any]:
+    return uc.add_destination(app, actor(who), **body.model_dump()).as_dict()
