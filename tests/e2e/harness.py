@@ -157,8 +157,11 @@ class StoreSCP:
 
 
 def storescu(port: int, files: list[Path], aet: str = "STORESCU") -> int:
-    return subprocess.run(["storescu", "-aet", aet, "-aec", "RAFSS", "127.0.0.1", str(port),
-                           *map(str, files)], capture_output=True, timeout=120).returncode
+    """dcmtk's storescu; ``-R`` proposes the files' own SOP classes (its default list of 64
+    lacks e.g. Segmentation Storage)."""
+    return subprocess.run(["storescu", "-R", "-aet", aet, "-aec", "RAFSS", "127.0.0.1",
+                           str(port), *map(str, files)], capture_output=True,
+                          timeout=120).returncode
 
 
 @dataclass
