@@ -89,12 +89,16 @@ def test_reviewer_approves_a_correction_in_the_browser(make_rafss, pacs, series_
         card = page.locator(f"#candidate-{candidate['id']}")
         assert "Dice of the correction" in card.text_content()
         assert card.locator("img").count() > 0
+        all_images_loaded = ("Array.from(document.images).every(i => i.complete && "
+                             "i.naturalWidth > 0)")
+        page.wait_for_function(all_images_loaded)  # thumbnails render (PNG with overlay)
         card.locator("button.approve").click()
         assert f"candidate {candidate['id']} approved: reference set v2" in page.text_content(
             "[role=status]")
         assert page.locator(f"#candidate-{candidate['id']}").count() == 0
         decided = page.text_content("#decided")
         assert f"#{candidate['id']}" in decided and "approved" in decided
+        page.wait_for_function(all_images_loaded)
         page.screenshot(path=str(ARTIFACTS / "curation-correction-approved.png"), full_page=True)
         browser.close()
 
@@ -102,7 +106,9 @@ def test_reviewer_approves_a_correction_in_the_browser(make_rafss, pacs, series_
     approved = _api(rafss, viewer, f"/api/candidates/{candidate['id']}")
     assert approved["state"] == "approved" and approved["reference_set_version"] == 2
     audit = _api(rafss, reviewer, "/api/audit?action=candidate.approve")
-    assert [e["actor"] for e in audit] == ["token:e2e-reviewer"]
+    assert (audit[0]["actor"], audit[0]["object_id"]) == ("token:e2e-reviewer",
+                                                          str(candidate["id"]))
+    assert (ARTIFACTS / "curation-correction-approved.png").stat().st_size > 10_000
     # the bank holds no original UID of the corrected study
     sent = pydicom.dcmread(series_files[0], stop_before_pixels=True)
     from tests.e2e.harness import sql
