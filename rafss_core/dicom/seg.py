@@ -430,6 +430,14 @@ def _check_source(seg: hd.seg.Segmentation, source: LoadedSeries) -> None:
             f"SEG {seg.SOPInstanceUID} segments series {referenced}, not "
             f"{source.series_instance_uid}; load the series it references"
         )
+    listed = {str(i.ReferencedSOPInstanceUID) for r in seg.get("ReferencedSeriesSequence", [])
+              for i in r.get("ReferencedInstanceSequence", [])}
+    missing = listed - set(source.sop_instance_uids)
+    if missing:
+        raise SegError(
+            f"SEG {seg.SOPInstanceUID} references {len(missing)} instance(s) that are not in "
+            f"series {source.series_instance_uid}; load the whole series it annotates"
+        )
     seg_for = seg.get("FrameOfReferenceUID")
     if seg_for and source.frame_of_reference_uid and seg_for != source.frame_of_reference_uid:
         raise SegError(
