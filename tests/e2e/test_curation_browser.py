@@ -9,7 +9,6 @@ import urllib.request
 from pathlib import Path
 
 import pydicom
-import pytest
 
 from tests.e2e.harness import REPO, storescu, wait_for
 from tests.factories import acdc_case
@@ -51,9 +50,10 @@ def _corrected_seg(series_files: list[Path], out: Path) -> Path:
     return out
 
 
-@pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium (apt install chromium)")
 def test_reviewer_approves_a_correction_in_the_browser(make_rafss, pacs, series_files, tmp_path):
     from playwright.sync_api import sync_playwright
+
+    assert CHROMIUM.exists(), "install Debian's chromium: apt-get install -y chromium"
 
     rafss = make_rafss().start()
     rafss.setup_cardiac(pacs.port)
