@@ -13,7 +13,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector
 from sqlalchemy.orm import Session, sessionmaker
 
-from rafss_core.store.enums import JobState
+from rafss_core.store.enums import JobKind, JobState
 from rafss_core.store.repositories.stats import ServiceStats, service_stats
 
 LATENCY_BUCKETS = (1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
@@ -29,9 +29,10 @@ def _instances(stats: ServiceStats) -> CounterMetricFamily:
 
 
 def _jobs(stats: ServiceStats) -> GaugeMetricFamily:
-    g = GaugeMetricFamily("rafss_jobs", "Jobs by state", labels=["state"])
-    for state in JobState:
-        g.add_metric([state.value], stats.jobs_by_state.get(state.value, 0))
+    g = GaugeMetricFamily("rafss_jobs", "Jobs by kind and state", labels=["kind", "state"])
+    for kind in JobKind:
+        for state in JobState:
+            g.add_metric([kind.value, state.value], stats.jobs.get((kind.value, state.value), 0))
     return g
 
 
@@ -43,7 +44,7 @@ def _latency(stats: ServiceStats) -> HistogramMetricFamily:
     buckets.append(("+Inf", len(latencies)))
     return HistogramMetricFamily(
         "rafss_job_latency_seconds",
-        "Queued-to-finished latency of succeeded jobs",
+        "Queued-to-finished latency of succeeded segmentation jobs",
         buckets=buckets,
         sum_value=stats.latency_sum,
     )

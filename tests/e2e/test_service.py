@@ -34,12 +34,12 @@ def test_study_in_seg_out(make_rafss, pacs, series_files):
     assert [s.SegmentLabel for s in seg.SegmentSequence] == ["RV", "MYO", "LV"]
     assert "not for diagnosis" in seg.SeriesDescription
 
-    jobs = wait_for(lambda: [j for j in rafss.jobs() if j["state"] == "succeeded"], 60,
-                    "the job to show succeeded")
+    jobs = wait_for(lambda: [j for j in rafss.jobs() if j["state"] == "succeeded"
+                             and j["kind"] == "segment"], 60, "the job to show succeeded")
     assert len(jobs) == 1 and jobs[0]["task"] == "cardiac"
     metrics = rafss.metrics()
     assert re.search(r'rafss_instances_received_total\{validity="valid"\} 10\.0', metrics)
-    assert re.search(r'rafss_jobs\{state="succeeded"\} 1\.0', metrics)
+    assert re.search(r'rafss_jobs\{kind="segment",state="succeeded"\} 1\.0', metrics)
     assert "rafss_job_latency_seconds_count 1.0" in metrics
 
     assert rafss.stop() == 0  # SIGTERM stops everything cleanly

@@ -11,14 +11,14 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from rafss_core.store.enums import DeliveryStatus, InstanceState, JobState
+from rafss_core.store.enums import DeliveryStatus, InstanceState, JobKind, JobState
 
 _RECEIVED = sa.text("SELECT count(*) FROM instances")
 _INVALID = sa.text("SELECT count(*) FROM instances WHERE state = :invalid")
-_JOBS_BY_STATE = sa.text("SELECT state, count(*) FROM jobs GROUP BY state")
+_JOBS = sa.text("SELECT kind, state, count(*) FROM jobs GROUP BY kind, state")
 _LATENCIES = sa.text(
     "SELECT extract(epoch FROM finished_at - created_at) FROM jobs "
-    "WHERE state = :succeeded AND finished_at IS NOT NULL"
+    "WHERE kind = :segment AND state = :succeeded AND finished_at IS NOT NULL"
 )
 _DELIVERY_FAILURES = sa.text(
     "SELECT coalesce(sum(GREATEST(attempts - CASE WHEN status = :succeeded "
@@ -31,14 +31,15 @@ _DEAD_DELIVERIES = sa.text("SELECT count(*) FROM deliveries WHERE status = :dead
 class ServiceStats:
     """The figures, all counted over the whole database.
 
-    ``latencies`` are the queued-to-finished seconds of each succeeded job; ``latency_sum`` is
-    their exact sum. ``delivery_failures`` counts failed delivery attempts (every attempt but
-    the one that succeeded).
+    ``jobs`` counts jobs by ``(kind, state)``. ``latencies`` are the queued-to-finished seconds
+    of each succeeded *segmentation* job; ``latency_sum`` is their exact sum.
+    ``delivery_failures`` counts failed delivery attempts (every attempt but the one that
+    succeeded).
     """
 
     received: int
     invalid: int
-    jobs_by_state: dict[str, int]
+    jobs: dict[tuple[str, str], int]
     latencies: tuple[float, ...]
     latency_sum: float
     delivery_failures: int
@@ -49,9 +50,10 @@ def service_stats(session: Session) -> ServiceStats:
     """Count instances, jobs and deliveries (read-only)."""
     received = session.execute(_RECEIVED).scalar_one()
     invalid = session.execute(_INVALID, {"invalid": InstanceState.INVALID.value}).scalar_one()
-    by_state = {str(state): int(n) for state, n in session.execute(_JOBS_BY_STATE).all()}
+    jobs = {(str(kind), str(state)): int(n)
+            for kind, state, n in session.execute(_JOBS).all()}
     latencies = session.execute(
-        _LATENCIES, {"succeeded": JobState.SUCCEEDED.value}
+        _LATENCIES, {"segment": JobKind.SEGMENT.value, "succeeded": JobState.SUCCEEDED.value}
     ).scalars().all()
     failures = session.execute(
         _DELIVERY_FAILURES, {"succeeded": DeliveryStatus.SUCCEEDED.value}
@@ -60,7 +62,7 @@ def service_stats(session: Session) -> ServiceStats:
     return ServiceStats(
         received=int(received),
         invalid=int(invalid),
-        jobs_by_state=by_state,
+        jobs=jobs,
         latencies=tuple(float(x) for x in latencies),
         latency_sum=float(sum(latencies)),
         delivery_failures=int(failures),

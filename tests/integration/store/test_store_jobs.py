@@ -302,7 +302,8 @@ def test_service_stats_and_metrics_count_jobs(db_session_factory):
     _result_with_deliveries(db_session_factory, job_id)
     with db_session_factory() as s:
         after = service_stats(s)
-    assert after.jobs_by_state["succeeded"] == before.jobs_by_state.get("succeeded", 0) + 1
+    done = ("segment", "succeeded")
+    assert after.jobs[done] == before.jobs.get(done, 0) + 1
     assert len(after.latencies) == len(before.latencies) + 1
     assert after.latency_sum >= before.latency_sum
     assert after.dead_deliveries == before.dead_deliveries + 1
@@ -312,5 +313,5 @@ def test_service_stats_and_metrics_count_jobs(db_session_factory):
     registry.register(DatabaseCollector(db_session_factory))
     text = generate_latest(registry).decode()
     assert f'rafss_deliveries_dead {float(after.dead_deliveries)}' in text
-    assert f'rafss_jobs{{state="succeeded"}} {float(after.jobs_by_state["succeeded"])}' in text
+    assert f'rafss_jobs{{kind="segment",state="succeeded"}} {float(after.jobs[done])}' in text
     assert f"rafss_job_latency_seconds_count {float(len(after.latencies))}" in text
