@@ -344,17 +344,19 @@ def sources_list(data_dir: DataDir = None, as_json: AsJson = False) -> None:
 @destinations_app.command("add")
 def destinations_add(
     name: Annotated[str, typer.Argument(help="a name for the destination")],
-    address: Annotated[str, typer.Argument(help="AET@HOST:PORT")],
-    tls: Annotated[bool, typer.Option(help="DICOM TLS")] = False,
+    address: Annotated[str, typer.Argument(help="AET@HOST:PORT, or a DICOMweb base URL with "
+                                           "--protocol stow-rs")],
+    protocol: Annotated[str, typer.Option(help="c-store or stow-rs")] = "c-store",
+    tls: Annotated[bool, typer.Option(help="DICOM TLS (c-store)")] = False,
     tls_ca: Annotated[Path | None, typer.Option(help="CA bundle (PEM)")] = None,
     data_dir: DataDir = None,
 ) -> None:
-    """Add (or update) a destination that receives the SEG results."""
+    """Add (or update) a destination that receives the SEG and its volume report."""
     from rafss_core.app.peers import add_destination
 
     _call(add_destination, _app(data_dir), ACTOR, name=name, address=address, tls=tls,
-          tls_ca=str(tls_ca) if tls_ca else None)
-    typer.echo(f"destination {name}: {address}")
+          tls_ca=str(tls_ca) if tls_ca else None, protocol=protocol)
+    typer.echo(f"destination {name}: {address} ({protocol})")
 
 
 @destinations_app.command("list")
@@ -363,7 +365,8 @@ def destinations_list(data_dir: DataDir = None, as_json: AsJson = False) -> None
     from rafss_core.app.peers import list_destinations
 
     _print_rows([d.as_dict() for d in list_destinations(_app(data_dir))],
-                ["id", "name", "ae_title", "host", "port", "tls", "enabled"], "destinations",
+                ["id", "name", "protocol", "ae_title", "host", "port", "url", "tls", "enabled"],
+                "destinations",
                 as_json)
 
 
@@ -374,6 +377,9 @@ def tasks_create(
     label: Annotated[list[str], typer.Option(help="NUMBER:NAME or NUMBER:NAME:SCHEME:CODE")],
     k: Annotated[int | None, typer.Option(help="references per target slice (default: "
                                           "$RAFSS_K, else 4)")] = None,
+    min_similarity: Annotated[float, typer.Option(
+        help="flag and leave unsegmented the slices whose best retrieval similarity is below "
+             "this (0: never)")] = 0.0,
     backend: Backend = None,
     models: Models = None,
     data_dir: DataDir = None,
@@ -386,7 +392,8 @@ def tasks_create(
     if backend is None and models is None:
         backend, models = _service_models(settings)
     task = _call(create_task, _app(data_dir), ACTOR, name=name, modality=modality,
-                 labels=label, k=k, backend=backend, models=models)
+                 labels=label, k=k, backend=backend, models=models,
+                 min_similarity=min_similarity)
     typer.echo(f"task {name} (id {task.id}): backend {task.backend}, models {task.models}")
 
 

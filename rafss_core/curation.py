@@ -56,7 +56,7 @@ def parse_label(text: str, index: int) -> LabelSpec:
 
 def new_task(session: Session, name: str, modality: str, labels: Sequence[str],
              models: str | None, models_dir: Path, k: int = 4, actor: str = "cli",
-             backend: str | None = None) -> Task:
+             backend: str | None = None, min_similarity: float = 0.0) -> Task:
     """Create a task; ``backend`` None or ``auto`` picks it from ``models`` or from what is
     imported (see :func:`rafss_core.segmentation.backends.choose`)."""
     specs = [parse_label(text, i) for i, text in enumerate(labels)]
@@ -64,7 +64,7 @@ def new_task(session: Session, name: str, modality: str, labels: Sequence[str],
     ids = segmenter_ids(name_, models, models_dir)
     return create_task(session, name=name, modality=modality.upper(), labels=specs,
                        embedder_id=ids.embedder_id, segmenter_id=models, backend=name_,
-                       k=k, actor=actor)
+                       k=k, actor=actor, min_similarity=min_similarity)
 
 
 def task_segments(labels: Sequence[Label]) -> list[Any]:

@@ -115,7 +115,8 @@ def _inputs(sessions: sessionmaker[Session], job_id: int) -> JobInputs:
     return JobInputs(job, task, labels, series, paths, version)
 
 
-def encode_seg(inputs: JobInputs, loaded: Any, result: LabelMap, ids: SegmenterIds) -> Any:
+def encode_seg(inputs: JobInputs, loaded: Any, result: LabelMap | np.ndarray,
+               ids: SegmenterIds) -> Any:
     """The DICOM-SEG for a job's label map (highdicom), UIDs derived from the job key."""
     from rafss_core.dicom.seg import AlgorithmInfo, write_seg
 
@@ -124,8 +125,31 @@ def encode_seg(inputs: JobInputs, loaded: Any, result: LabelMap, ids: SegmenterI
                               task=inputs.task.name, backend=ids.backend)
     from rafss_core.curation import task_segments
 
-    return write_seg(result.array, loaded, task_segments(inputs.labels), algorithm,
+    array = result.array if isinstance(result, LabelMap) else result
+    return write_seg(array, loaded, task_segments(inputs.labels), algorithm,
                      inputs.job.idempotency_key, seg_type=str(inputs.task.seg_type))
+
+
+def encode_report(inputs: JobInputs, loaded: Any, seg: Any, labels: np.ndarray,
+                  similarity: np.ndarray, flagged: list[int], ids: SegmenterIds) -> Any:
+    """The TID 1500 volume report next to the SEG (UIDs derived from the job key)."""
+    from rafss_core.curation import task_segments
+    from rafss_core.dicom.report import Confidence, write_volume_report
+
+    confidence = Confidence(float(np.mean(similarity)), float(np.min(similarity)), flagged)
+    return write_volume_report(seg, labels, loaded, task_segments(inputs.labels), confidence,
+                               inputs.job.idempotency_key,
+                               algorithm_name=f"RAFSS {ids.backend}",
+                               algorithm_version=",".join(ids.model_ids)[:64])
+
+
+def _save(ds: Any, path: Path) -> str:
+    from io import BytesIO
+
+    buf = BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    write_atomic(path, buf.getvalue())
+    return str(path)
 
 
 def inputs_label_name(inputs: JobInputs, value: int) -> str:
@@ -161,13 +185,15 @@ def run_segment_job(ctx: WorkerContext, claim: Claim) -> None:
     if emb is None and result.embeddings is not None:
         with ctx.sessions.begin() as s:
             store_series_embeddings(s, inputs.series.id, ids.embedder_id, result.embeddings)
-    seg = encode_seg(inputs, loaded, result, ids)
-    path = ctx.settings.results_dir / f"{seg.SOPInstanceUID}.dcm"
-    from io import BytesIO
-
-    buf = BytesIO()
-    seg.save_as(buf, enforce_file_format=True)
-    write_atomic(path, buf.getvalue())
+    # slices no reference resembles are flagged and left unsegmented, never silently guessed
+    similarity = np.asarray(result.slice_similarity, dtype=np.float64)
+    flagged = [int(z) for z in np.flatnonzero(similarity < float(task.min_similarity))]
+    labels = result.array.copy()
+    labels[flagged] = 0
+    seg = encode_seg(inputs, loaded, labels, ids)
+    path = _save(seg, ctx.settings.results_dir / f"{seg.SOPInstanceUID}.dcm")
+    report = encode_report(inputs, loaded, seg, labels, similarity, flagged, ids)
+    report_path = _save(report, ctx.settings.results_dir / f"{report.SOPInstanceUID}.dcm")
     details = {
         "mean_retrieval_similarity": float(np.mean(result.slice_similarity)),
         "min_retrieval_similarity": float(np.min(result.slice_similarity)),
@@ -178,7 +204,10 @@ def run_segment_job(ctx: WorkerContext, claim: Claim) -> None:
             inputs_label_name(inputs, value): [round(float(x), 3) for x in column]
             for value, column in zip(sorted(result.labels), np.asarray(
                 result.object_scores).T, strict=False)},
-        "labels_present": sorted(int(v) for v in np.unique(result.array) if v),
+        "labels_present": sorted(int(v) for v in np.unique(labels) if v),
+        "min_similarity": float(task.min_similarity),
+        "flagged_slices": flagged,
+        "report_sop_instance_uid": str(report.SOPInstanceUID),
         "backend": ids.backend,
         "models": list(ids.model_ids),
         "weights": ids.weights,
@@ -186,8 +215,9 @@ def run_segment_job(ctx: WorkerContext, claim: Claim) -> None:
     with ctx.sessions.begin() as s:
         result_id = upsert_result(s, job_id=claim.job_id,
                                   seg_sop_instance_uid=seg.SOPInstanceUID,
-                                  seg_series_instance_uid=seg.SeriesInstanceUID, path=str(path),
-                                  details=details)
+                                  seg_series_instance_uid=seg.SeriesInstanceUID, path=path,
+                                  report_path=report_path, details=details)
         create_deliveries_for_result(s, result_id)
-    log.info("job %s: SEG %s written (%d slices, backend=%s, weights=%s)", claim.job_id,
-             seg.SOPInstanceUID, loaded.volume.num_slices, ids.backend, ids.weights)
+    log.info("job %s: SEG %s and report %s written (%d slices, %d flagged, backend=%s, "
+             "weights=%s)", claim.job_id, seg.SOPInstanceUID, report.SOPInstanceUID,
+             loaded.volume.num_slices, len(flagged), ids.backend, ids.weights)

@@ -32,14 +32,16 @@ def _view(session: Session, task: Task) -> TaskView:
         labels=[LabelView(lab.number, lab.name, lab.colour_rgb,
                           f"{lab.type_scheme}:{lab.type_value}") for lab in task.labels],
         reference_set_version=ref_set.version if ref_set else None,
-        approved_slices=int(approved), pending_candidates=int(pending))
+        approved_slices=int(approved), pending_candidates=int(pending),
+        min_similarity=float(task.min_similarity))
 
 
 def create_task(app: App, actor: str, *, name: str, modality: str, labels: Sequence[str],
                 k: int | None = None, backend: str | None = None,
-                models: str | None = None) -> TaskView:
+                models: str | None = None, min_similarity: float = 0.0) -> TaskView:
     """Create a task with its labels (``NUMBER:NAME[:SCHEME:CODE]``); backend and models are
-    those given, else the settings'; ``auto`` chooses from what is imported.
+    those given, else the settings'; ``auto`` chooses from what is imported. Slices whose best
+    retrieval similarity is below ``min_similarity`` are flagged and left unsegmented.
 
     Raises:
         ValueError: a bad name, label, modality or k; a task with that name exists.
@@ -53,12 +55,15 @@ def create_task(app: App, actor: str, *, name: str, modality: str, labels: Seque
     k = app.settings.k if k is None else k
     if not 1 <= k <= 64:
         raise ValueError(f"k={k}: references per target slice must be 1 to 64")
+    if not -1.0 <= min_similarity <= 1.0:
+        raise ValueError(f"min_similarity={min_similarity}: a cosine similarity, -1 to 1")
     with app.sessions.begin() as s:
         if find_task(s, name) is not None:
             raise ValueError(f"a task named {name!r} already exists")
         task = new_task(s, name, modality, labels, models or app.settings.models,
                         app.settings.models_dir, k=k,
-                        backend=backend or app.settings.backend, actor=actor)
+                        backend=backend or app.settings.backend, actor=actor,
+                        min_similarity=min_similarity)
         audit(s, actor=actor, action="task.create", object_type="task", object_id=task.id,
               details={"name": name, "modality": task.modality, "backend": task.backend,
                        "models": task.segmenter_id, "labels": [lab.number

@@ -39,6 +39,7 @@ class TaskView(View):
     reference_set_version: int | None = None
     approved_slices: int = 0
     pending_candidates: int = 0
+    min_similarity: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -65,11 +66,13 @@ class SourceView(View):
 class DestinationView(View):
     id: int
     name: str
-    ae_title: str
+    ae_title: str | None
     host: str
     port: int
     tls: bool
     enabled: bool
+    protocol: str = "c-store"
+    url: str | None = None
 
 
 @dataclass(frozen=True)

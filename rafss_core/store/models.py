@@ -103,6 +103,8 @@ class Task(Timestamped, Base):
     description: Mapped[str | None] = mapped_column(sa.Text)
     modality: Mapped[str] = mapped_column(sa.String(16))
     k: Mapped[int] = mapped_column(sa.SmallInteger, server_default="4")
+    # slices whose best retrieval similarity is below this are flagged and left unsegmented
+    min_similarity: Mapped[float] = mapped_column(sa.Float, server_default="0")
     embedder_id: Mapped[str] = mapped_column(sa.String(128))
     segmenter_id: Mapped[str] = mapped_column(sa.String(128))
     backend: Mapped[str] = mapped_column(sa.String(32), server_default="sam2-memory")
@@ -163,13 +165,16 @@ class RoutingRule(Timestamped, Base):
 
 
 class Destination(Timestamped, Base):
-    """A DICOM peer that receives the SEG results (C-STORE SCP)."""
+    """A peer that receives the results: a C-STORE SCP (``ae_title``, ``host``, ``port``) or a
+    DICOMweb server taking STOW-RS (``url``; ``host`` and ``port`` are parsed from it)."""
 
     __tablename__ = "destinations"
 
     id: Mapped[int] = mapped_column(sa.BigInteger, sa.Identity(), primary_key=True)
     name: Mapped[str] = mapped_column(sa.String(64), unique=True)
-    ae_title: Mapped[str] = mapped_column(AE_TITLE)
+    protocol: Mapped[str] = mapped_column(sa.String(16), server_default="c-store")
+    url: Mapped[str | None] = mapped_column(sa.Text)
+    ae_title: Mapped[str | None] = mapped_column(AE_TITLE)
     host: Mapped[str] = mapped_column(sa.String(255))
     port: Mapped[int] = mapped_column(sa.Integer)
     tls_enabled: Mapped[bool] = mapped_column(sa.Boolean, server_default=sa.false())
@@ -180,7 +185,13 @@ class Destination(Timestamped, Base):
     tls_verify_hostname: Mapped[bool] = mapped_column(sa.Boolean, server_default=sa.true())
     enabled: Mapped[bool] = mapped_column(sa.Boolean, server_default=sa.true())
 
-    __table_args__ = (sa.CheckConstraint("port >= 1 AND port <= 65535", name="port_range"),)
+    __table_args__ = (
+        sa.CheckConstraint("port >= 1 AND port <= 65535", name="port_range"),
+        sa.CheckConstraint("protocol IN ('c-store', 'stow-rs')", name="protocol"),
+        sa.CheckConstraint("(protocol = 'c-store' AND ae_title IS NOT NULL) OR "
+                           "(protocol = 'stow-rs' AND url IS NOT NULL)",
+                           name="protocol_address"),
+    )
 
 
 class AllowedSource(Timestamped, Base):
@@ -506,6 +517,8 @@ class Result(Base):
     seg_sop_instance_uid: Mapped[str] = mapped_column(UID, unique=True)
     seg_series_instance_uid: Mapped[str] = mapped_column(UID)
     path: Mapped[str] = mapped_column(sa.Text)
+    # the TID 1500 volume report delivered with the SEG
+    report_path: Mapped[str | None] = mapped_column(sa.Text)
     details: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=sa.text("'{}'::jsonb"))
     created_at: Mapped[dt.datetime] = mapped_column(
         sa.DateTime(timezone=True), server_default=_now()
@@ -526,7 +539,9 @@ class Delivery(Base):
         state_type(DeliveryStatus, "status"), server_default=DeliveryStatus.PENDING.value
     )
     attempts: Mapped[int] = mapped_column(sa.Integer, server_default="0")
-    last_dimse_status: Mapped[int | None] = mapped_column(sa.Integer)
+    # protocol-neutral: the DIMSE status of a C-STORE, the HTTP status (or STOW-RS
+    # FailureReason) of a STOW-RS; NULL when nothing answered
+    last_status: Mapped[int | None] = mapped_column(sa.Integer)
     last_error: Mapped[str | None] = mapped_column(sa.Text)
     next_attempt_at: Mapped[dt.datetime | None] = mapped_column(sa.DateTime(timezone=True))
     created_at: Mapped[dt.datetime] = mapped_column(

@@ -150,6 +150,26 @@ class StoreSCP:
     def received(self) -> list[Path]:
         return sorted(p for p in self.out_dir.iterdir() if p.is_file())
 
+    def of_modality(self, modality: str) -> list[Path]:
+        """Received files of one modality (a file still being written is skipped)."""
+        import pydicom
+
+        found = []
+        for path in self.received():
+            try:
+                if pydicom.dcmread(path, stop_before_pixels=True).Modality == modality:
+                    found.append(path)
+            except Exception:
+                continue
+        return found
+
+    def segs(self) -> list[Path]:
+        return self.of_modality("SEG")
+
+    def reports(self) -> list[Path]:
+        """The TID 1500 volume reports (SR) delivered with the SEGs."""
+        return self.of_modality("SR")
+
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
             self.process.terminate()

@@ -20,13 +20,14 @@ def _job_state(data_dir):
 
 
 def _exactly_one_seg(data_dir, pacs) -> None:
-    received = wait_for(pacs.received, 180, "the SEG at the PACS")
+    received = wait_for(pacs.segs, 180, "the SEG at the PACS")
     wait_for(lambda: (_job_state(data_dir) or ("",))[0] == "succeeded", 60, "job succeeded")
     # give a duplicate delivery every chance to show up before counting
     wait_for(lambda: sql(data_dir, "SELECT 1 FROM deliveries WHERE status = 'succeeded'"), 30,
              "the delivery to be recorded")
-    received = pacs.received()
+    received = pacs.segs()
     assert len(received) == 1, f"expected exactly one SEG, got {len(received)}"
+    assert len(wait_for(pacs.reports, 60, "the volume report")) == 1
     assert pydicom.dcmread(received[0]).Modality == "SEG"
     assert sql(data_dir, "SELECT count(*) FROM results")[0][0] == 1
     assert sql(data_dir, "SELECT count(*), min(status) FROM deliveries")[0] == (1, "succeeded")
@@ -65,7 +66,7 @@ def test_destination_down_then_back(make_rafss, series_files, tmp_path):
     assert failed[0][1] == "failed" and failed[0][2]
     pacs.start()
     try:
-        received = wait_for(pacs.received, 120, "the SEG once the destination is back")
+        received = wait_for(pacs.segs, 120, "the SEG once the destination is back")
         assert len(received) == 1
         attempts, status = wait_for(lambda: sql(
             rafss.data_dir, "SELECT attempts, status FROM deliveries WHERE status = "

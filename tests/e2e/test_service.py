@@ -16,14 +16,37 @@ def _dciodvfy_errors(path) -> list[str]:
     return [line for line in (out.stdout + out.stderr).splitlines() if line.startswith("Error")]
 
 
+def _check_report(report_path, seg_path, series_files) -> None:
+    """The report's volumes are the SEG's segments' voxels times the voxel volume."""
+    import numpy as np
+
+    from rafss_core.dicom.report import read_volumes
+    from rafss_core.dicom.seg import read_seg
+    from rafss_core.dicom.series import load_series
+
+    loaded = load_series(series_files)
+    labels = read_seg(seg_path, loaded).labels  # SEG segment numbers
+    voxel_ml = float(np.prod(loaded.volume.spacing)) / 1000
+    report = pydicom.dcmread(report_path)
+    volumes = read_volumes(report)
+    seg = pydicom.dcmread(seg_path, stop_before_pixels=True)
+    for number, segment in enumerate(seg.SegmentSequence, start=1):
+        key = f"{segment.SegmentLabel} (segment {number})"
+        assert abs(volumes[key] - float((labels == number).sum()) * voxel_ml) < 1e-3, key
+    assert seg.SOPInstanceUID in str(report)
+
+
 def test_study_in_seg_out(make_rafss, pacs, series_files):
     rafss = make_rafss().start()
     rafss.setup_cardiac(pacs.port)
     assert storescu(rafss.scp_port, series_files) == 0
 
-    received = wait_for(pacs.received, 180, "the SEG at the PACS")
+    received = wait_for(pacs.segs, 180, "the SEG at the PACS")
     assert len(received) == 1
     seg = pydicom.dcmread(received[0])
+    (report,) = wait_for(pacs.reports, 60, "the volume report next to the SEG")
+    assert _dciodvfy_errors(report) == []
+    _check_report(report, received[0], series_files)
     assert seg.Modality == "SEG"
     assert _dciodvfy_errors(received[0]) == []
     sent = [pydicom.dcmread(p, stop_before_pixels=True) for p in series_files]
@@ -62,7 +85,7 @@ def test_make_up_defaults_deliver_real_masks(make_rafss, pacs, series_files):
     rafss = make_rafss(models=None).start()
     rafss.setup_cardiac(pacs.port, ref_patients="patient003_frame01,patient004_frame01")
     assert storescu(rafss.scp_port, series_files) == 0
-    received = wait_for(pacs.received, 600, "the SEG at the PACS")
+    received = wait_for(pacs.segs, 600, "the SEG at the PACS")
     assert _dciodvfy_errors(received[0]) == []
     seg = pydicom.dcmread(received[0])
     algo = seg.SegmentSequence[0].SegmentationAlgorithmIdentificationSequence[0]

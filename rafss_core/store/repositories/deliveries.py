@@ -29,11 +29,12 @@ DEFAULT_LEASE = dt.timedelta(minutes=5)
 
 @dataclass(frozen=True)
 class DestinationInfo:
-    """Where to send: a C-STORE SCP, optionally over TLS (PEM file paths, never key material)."""
+    """Where to send: a C-STORE SCP, optionally over TLS (PEM file paths, never key material),
+    or a STOW-RS base ``url``; ``protocol`` picks the sender."""
 
     id: int
     name: str
-    ae_title: str
+    ae_title: str | None
     host: str
     port: int
     tls_enabled: bool = False
@@ -41,6 +42,8 @@ class DestinationInfo:
     tls_cert_file: str | None = None
     tls_key_file: str | None = None
     tls_verify_hostname: bool = True
+    protocol: str = "c-store"
+    url: str | None = None
 
 
 @dataclass(frozen=True)
@@ -53,15 +56,23 @@ class DueDelivery:
     path: str
     destination: DestinationInfo
     attempts: int
+    report_path: str | None = None
+
+    @property
+    def paths(self) -> list[str]:
+        """The files of the delivery: the SEG, then its volume report when there is one."""
+        return [self.path, *([self.report_path] if self.report_path else [])]
 
 
 def add_destination(
     session: Session,
     *,
     name: str,
-    ae_title: str,
+    ae_title: str | None,
     host: str,
     port: int,
+    protocol: str = "c-store",
+    url: str | None = None,
     tls_enabled: bool = False,
     tls_ca_file: str | None = None,
     tls_cert_file: str | None = None,
@@ -71,7 +82,9 @@ def add_destination(
     """Create a destination (or update the one with this name); returns its id."""
     values = {
         "name": name,
-        "ae_title": ae_title.strip(),
+        "protocol": protocol,
+        "url": url,
+        "ae_title": ae_title.strip() if ae_title else None,
         "host": host,
         "port": port,
         "tls_enabled": tls_enabled,
@@ -127,6 +140,8 @@ def _destination_info(d: Destination) -> DestinationInfo:
         tls_cert_file=d.tls_cert_file,
         tls_key_file=d.tls_key_file,
         tls_verify_hostname=d.tls_verify_hostname,
+        protocol=d.protocol,
+        url=d.url,
     )
 
 
@@ -171,6 +186,7 @@ def due_deliveries(
                 path=result.path,
                 destination=_destination_info(destination),
                 attempts=delivery.attempts,
+                report_path=result.report_path,
             )
         )
     session.flush()
@@ -183,7 +199,7 @@ def record_delivery_attempt(
     *,
     now: dt.datetime,
     succeeded: bool,
-    dimse_status: int | None = None,
+    status_code: int | None = None,
     error: str | None = None,
     next_attempt_at: dt.datetime | None = None,
 ) -> DeliveryStatus:
@@ -204,7 +220,7 @@ def record_delivery_attempt(
         .values(
             attempts=Delivery.attempts + 1,
             status=status.value,
-            last_dimse_status=dimse_status,
+            last_status=status_code,
             last_error=error,
             next_attempt_at=None if succeeded else next_attempt_at,
             updated_at=now,

@@ -197,6 +197,7 @@ class JobResultInfo:
     seg_sop_instance_uid: str
     path: str
     details: dict[str, Any]
+    report_path: str | None = None
 
 
 @dataclass(frozen=True)
@@ -261,12 +262,14 @@ def list_jobs(session: Session, *, state: str | None = None, task: str | None = 
 
 def _job_result(session: Session, job_id: int) -> tuple[int, JobResultInfo] | None:
     row = session.execute(
-        sa.select(Result.id, Result.seg_sop_instance_uid, Result.path, Result.details)
+        sa.select(Result.id, Result.seg_sop_instance_uid, Result.path, Result.details,
+                  Result.report_path)
         .where(Result.job_id == job_id)
     ).one_or_none()
     if row is None:
         return None
-    return int(row.id), JobResultInfo(row.seg_sop_instance_uid, row.path, dict(row.details))
+    return int(row.id), JobResultInfo(row.seg_sop_instance_uid, row.path, dict(row.details),
+                                      row.report_path)
 
 
 def _job_deliveries(session: Session, result_id: int) -> tuple[JobDeliveryInfo, ...]:

@@ -36,6 +36,7 @@ def create_task(
     backend: str = "sam2-memory",
     seg_type: SegmentationType = SegmentationType.BINARY,
     description: str | None = None,
+    min_similarity: float = 0.0,
 ) -> Task:
     """Create a task with its labels (``actor`` is kept for the signature; the use case
     audits)."""
@@ -50,6 +51,7 @@ def create_task(
         backend=backend,
         seg_type=seg_type,
         description=description,
+        min_similarity=min_similarity,
         labels=[
             Label(
                 number=spec.number,

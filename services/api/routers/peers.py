@@ -23,7 +23,9 @@ class SourceIn(BaseModel):
 
 class DestinationIn(BaseModel):
     name: str
-    address: str = Field(examples=["PACS@10.0.0.5:104"])
+    address: str = Field(examples=["PACS@10.0.0.5:104", "https://pacs.example/dicom-web"],
+                         description="AET@HOST:PORT (c-store) or a DICOMweb URL (stow-rs)")
+    protocol: str = Field("c-store", description="c-store or stow-rs")
     tls: bool = False
     tls_ca: str | None = None
 

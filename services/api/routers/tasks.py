@@ -23,6 +23,8 @@ class TaskIn(BaseModel):
     k: int | None = None
     backend: str | None = None
     models: str | None = None
+    min_similarity: float = Field(0.0, description="slices whose best retrieval similarity "
+                                  "is below this are flagged and left unsegmented")
 
 
 class RouteIn(BaseModel):
@@ -50,7 +52,7 @@ def create_task(body: TaskIn, app: App = Depends(get_app),
                 who: TokenView = Depends(RBAC("admin"))) -> dict[str, Any]:
     return uc.create_task(app, actor(who), name=body.name, modality=body.modality,
                           labels=body.labels, k=body.k, backend=body.backend,
-                          models=body.models).as_dict()
+                          models=body.models, min_similarity=body.min_similarity).as_dict()
 
 
 @router.get("/api/routes")

@@ -139,6 +139,10 @@ class Orthanc:
     http_port: int
     ae_title: str
 
+    @property
+    def dicomweb_url(self) -> str:
+        return f"http://{HOST}:{self.http_port}/dicom-web"
+
     def get(self, path: str) -> object:
         with urllib.request.urlopen(f"http://{HOST}:{self.http_port}{path}", timeout=10) as rsp:
             return json.loads(rsp.read())
@@ -155,8 +159,10 @@ class Orthanc:
 
 
 @contextmanager
-def orthanc(work_dir: Path, *, ae_title: str = "ORTHANC") -> Iterator[Orthanc]:
-    """Orthanc with a temporary configuration, storage and free ports, no remote access."""
+def orthanc(work_dir: Path, *, ae_title: str = "ORTHANC",
+            dicomweb: bool = False) -> Iterator[Orthanc]:
+    """Orthanc with a temporary configuration, storage and free ports, no remote access;
+    ``dicomweb`` loads Debian's DICOMweb plugin (``orthanc-dicomweb``) at ``/dicom-web/``."""
     if shutil.which("Orthanc") is None and not Path("/usr/sbin/Orthanc").exists():
         raise AssertionError("Orthanc is not installed; install the Debian package 'orthanc'")
     binary = shutil.which("Orthanc") or "/usr/sbin/Orthanc"
@@ -175,6 +181,14 @@ def orthanc(work_dir: Path, *, ae_title: str = "ORTHANC") -> Iterator[Orthanc]:
         "DicomCheckCalledAet": False,
         "Plugins": [],
     }
+    if dicomweb:
+        plugin = Path("/usr/share/orthanc/plugins/libOrthancDicomWeb.so")
+        if not plugin.exists():
+            raise AssertionError("Orthanc's DICOMweb plugin is not installed; install the "
+                                 "Debian package 'orthanc-dicomweb'")
+        config["Plugins"] = [str(plugin)]
+        config["DicomWeb"] = {"Enable": True, "Root": "/dicom-web/",
+                              "StudiesMetadata": "Full", "SeriesMetadata": "Full"}
     config_path = work_dir / "orthanc.json"
     config_path.write_text(json.dumps(config))
     log = (work_dir / "orthanc.log").open("wb")

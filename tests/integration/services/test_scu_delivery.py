@@ -94,7 +94,7 @@ def test_seg_is_delivered_to_orthanc(db_session_factory, seg_result, tmp_path: P
     assert final == {delivery_id: DeliveryStatus.SUCCEEDED}
     assert tags["SOPClassUID"] == SegmentationStorage  # type: ignore[index]
     row = delivery_row(db_session_factory, delivery_id)
-    assert (row.attempts, row.last_dimse_status, row.delivered_at is not None) == (1, 0, True)
+    assert (row.attempts, row.last_status, row.delivered_at is not None) == (1, 0, True)
 
 
 def test_seg_batch_is_delivered_to_storescp_over_one_association(
@@ -148,7 +148,7 @@ def test_destination_down_then_back_is_retried_until_delivered(
     assert [o.status for o in third] == [DeliveryStatus.SUCCEEDED]
     assert received == [seg_uid]
     row = delivery_row(db_session_factory, delivery_id)
-    assert (row.status, row.attempts, row.last_dimse_status) == (DeliveryStatus.SUCCEEDED, 3, 0)
+    assert (row.status, row.attempts, row.last_status) == (DeliveryStatus.SUCCEEDED, 3, 0)
 
 
 def test_retries_run_out_and_the_delivery_is_dead(db_session_factory, seg_result) -> None:
@@ -194,7 +194,7 @@ def test_dimse_statuses_are_classified(
         server.shutdown()
     assert [o.status for o in outcomes] == [expected]
     row = delivery_row(db_session_factory, delivery_id)
-    assert (row.attempts, row.last_dimse_status) == (attempts, status)
+    assert (row.attempts, row.last_status) == (attempts, status)
     assert f"0x{status:04X}" in row.last_error
 
 
