@@ -119,10 +119,14 @@ class Rafss:
             self.process.kill()
             return self.process.wait()
 
-    def setup_cardiac(self, destination_port: int, ref_patients: str = "patient003") -> None:
-        """Task, route, destination, allowed sender and approved ACDC references."""
+    def setup_cardiac(self, destination_port: int | None, ref_patients: str = "patient003",
+                      destination: tuple[str, ...] = ()) -> None:
+        """Task, route, destination (a C-STORE PACS on ``destination_port``, or the
+        ``rafss destinations add`` arguments in ``destination``), allowed sender and approved
+        ACDC references."""
         self.cli("sources", "allow", "STORESCU")
-        self.cli("destinations", "add", "pacs", f"PACS@127.0.0.1:{destination_port}")
+        self.cli("destinations", "add",
+                 *(destination or ("pacs", f"PACS@127.0.0.1:{destination_port}")))
         self.cli("tasks", "create", "cardiac", "--modality", "MR", "--label", "1:RV",
                  "--label", "2:MYO", "--label", "3:LV", "--k", "2")
         self.cli("routes", "add", "--task", "cardiac", "--modality", "MR")
