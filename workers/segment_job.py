@@ -131,12 +131,19 @@ def encode_seg(inputs: JobInputs, loaded: Any, result: LabelMap | np.ndarray,
 
 
 def encode_report(inputs: JobInputs, loaded: Any, seg: Any, labels: np.ndarray,
-                  similarity: np.ndarray, flagged: list[int], ids: SegmenterIds) -> Any:
+                  result: LabelMap, flagged: list[int], ids: SegmenterIds) -> Any:
     """The TID 1500 volume report next to the SEG (UIDs derived from the job key)."""
     from rafss_core.curation import task_segments
     from rafss_core.dicom.report import Confidence, write_volume_report
 
-    confidence = Confidence(float(np.mean(similarity)), float(np.min(similarity)), flagged)
+    similarity = np.asarray(result.slice_similarity, dtype=np.float64)
+    scores = np.asarray(result.object_scores, dtype=np.float64)
+    kept = [z for z in range(len(similarity)) if z not in set(flagged)]
+    object_scores = {value: float(np.mean(scores[kept, i]))
+                     for i, value in enumerate(sorted(result.labels))
+                     if scores.ndim == 2 and i < scores.shape[1] and kept}
+    confidence = Confidence(float(np.mean(similarity)), float(np.min(similarity)), flagged,
+                            object_scores)
     return write_volume_report(seg, labels, loaded, task_segments(inputs.labels), confidence,
                                inputs.job.idempotency_key,
                                algorithm_name=f"RAFSS {ids.backend}",
@@ -192,7 +199,7 @@ def run_segment_job(ctx: WorkerContext, claim: Claim) -> None:
     labels[flagged] = 0
     seg = encode_seg(inputs, loaded, labels, ids)
     path = _save(seg, ctx.settings.results_dir / f"{seg.SOPInstanceUID}.dcm")
-    report = encode_report(inputs, loaded, seg, labels, similarity, flagged, ids)
+    report = encode_report(inputs, loaded, seg, labels, result, flagged, ids)
     report_path = _save(report, ctx.settings.results_dir / f"{report.SOPInstanceUID}.dcm")
     details = {
         "mean_retrieval_similarity": float(np.mean(result.slice_similarity)),

@@ -6,8 +6,9 @@ segment and the source series, with:
 - the segment's volume in mL (SCT 118565006 "Volume", UCUM ``ml``), counted on the label map
   that the SEG encodes (voxels x the series' voxel volume);
 - the confidence summary as measurements in RAFSS's private coding scheme ``99RAFSS``: the mean
-  and the minimum best-retrieval similarity over the series' slices and the number of slices
-  flagged for a similarity below the task's threshold (those slices are left unsegmented).
+  and the minimum best-retrieval similarity over the series' slices, the number of slices
+  flagged for a similarity below the task's threshold (those slices are left unsegmented), and
+  the segment's mean object score (the decoder's presence logit; < 0: judged absent).
 
 The report's UIDs derive from the job key, like the SEG's, so a re-run replaces it.
 """
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import highdicom as hd
 import numpy as np
@@ -33,6 +34,7 @@ SCHEME = "99RAFSS"  # a private coding scheme (PS3.16 8.2: designators starting 
 MEAN_SIMILARITY = hd.sr.CodedConcept("MEANSIM", SCHEME, "Mean retrieval similarity")
 MIN_SIMILARITY = hd.sr.CodedConcept("MINSIM", SCHEME, "Minimum retrieval similarity")
 FLAGGED_SLICES = hd.sr.CodedConcept("FLAGGED", SCHEME, "Slices flagged low similarity")
+OBJECT_SCORE = hd.sr.CodedConcept("OBJSCORE", SCHEME, "Mean object score")
 VOLUME = hd.sr.CodedConcept("118565006", "SCT", "Volume")
 ML = hd.sr.CodedConcept("ml", "UCUM", "milliliter")
 NO_UNITS = hd.sr.CodedConcept("1", "UCUM", "no units")
@@ -46,6 +48,8 @@ class Confidence:
     mean_similarity: float
     min_similarity: float
     flagged_slices: Sequence[int]  # z indices left unsegmented (similarity below threshold)
+    # per label value: the decoder's mean object score over the slices (< 0: judged absent)
+    object_scores: dict[int, float] = field(default_factory=dict)
 
 
 def report_uids(job_key: str) -> tuple[str, str]:
@@ -98,6 +102,10 @@ def write_volume_report(seg: Dataset, labels: np.ndarray, source: LoadedSeries,
             hd.sr.Measurement(name=FLAGGED_SLICES, value=len(confidence.flagged_slices),
                               unit=SLICES, algorithm_id=algorithm),
         ]
+        if spec.label in confidence.object_scores:
+            measurements.append(hd.sr.Measurement(
+                name=OBJECT_SCORE, value=round(confidence.object_scores[spec.label], 4),
+                unit=NO_UNITS, algorithm_id=algorithm))
         groups.append(hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(
             tracking_identifier=hd.sr.TrackingIdentifier(
                 uid=report_uids(f"{job_key}|segment|{number}")[1],
@@ -126,13 +134,19 @@ def write_volume_report(seg: Dataset, labels: np.ndarray, source: LoadedSeries,
     return report
 
 
-def read_volumes(report: Dataset) -> dict[str, float]:
-    """``{tracking identifier: volume mL}`` read back from a report (tests, tools)."""
+def read_measurements(report: Dataset, concept: hd.sr.CodedConcept = VOLUME
+                      ) -> dict[str, float]:
+    """``{tracking identifier: value}`` of one measurement read back from a report."""
     import copy
 
     parsed = hd.sr.Comprehensive3DSR.from_dataset(copy.deepcopy(report))
     out: dict[str, float] = {}
     for group in parsed.content.get_volumetric_roi_measurement_groups():
-        for m in group.get_measurements(name=VOLUME):
+        for m in group.get_measurements(name=concept):
             out[group.tracking_identifier] = float(m.value)
     return out
+
+
+def read_volumes(report: Dataset) -> dict[str, float]:
+    """``{tracking identifier: volume mL}`` read back from a report (tests, tools)."""
+    return read_measurements(report, VOLUME)
