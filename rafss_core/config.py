@@ -1,4 +1,10 @@
-"""The one settings object (environment variables ``RAFSS_*``, optional config file)."""
+"""The one settings object (environment variables ``RAFSS_*``, optional config file).
+
+Precedence, lowest first: the defaults below < the config file named by ``RAFSS_CONFIG_FILE``
+(``KEY=value`` lines, e.g. ``RAFSS_SCP_PORT=104``) < the environment < options actually given on
+the command line (:meth:`Settings.load` takes only those; every CLI option defaults to "not
+given"). Each default lives here, once.
+"""
 
 from __future__ import annotations
 
@@ -19,13 +25,11 @@ def default_data_dir() -> Path:
 class Settings(BaseSettings):
     """Runtime settings. Every field can be set as ``RAFSS_<FIELD>``."""
 
-    model_config = SettingsConfigDict(
-        env_prefix="RAFSS_",
-        env_file=os.environ.get("RAFSS_CONFIG_FILE"),
-        extra="ignore",
-    )
+    model_config = SettingsConfigDict(env_prefix="RAFSS_", extra="ignore")
 
     data_dir: Path = Field(default_factory=default_data_dir)
+    # received instances; a path shared by every SCP and worker host (see deploy/README.md)
+    spool_dir_override: Path | None = Field(None, alias="RAFSS_SPOOL_DIR")
     database_url: str | None = None
     # Celery broker; unset means the embedded default: kombu's SQLAlchemy transport on the
     # same Postgres (no extra service). Production: redis://... or amqp://...
@@ -35,6 +39,7 @@ class Settings(BaseSettings):
     backend: str = "auto"
     models: str | None = None
     device: str = "cpu"
+    # references retrieved per target slice, for tasks created without --k and `rafss segment`
     k: int = 4
     # DICOM edge
     ae_title: str = "RAFSS"
@@ -51,7 +56,7 @@ class Settings(BaseSettings):
     loop_interval_seconds: float = 1.0
     job_stale_seconds: float = 60.0
     job_heartbeat_seconds: float = 5.0
-    job_max_attempts: int = 5
+    job_max_attempts: int = 5  # a job that failed this often is dead (dead letter)
     job_time_limit_seconds: int = 3600
     # delivery (SCU) retries: base * 2**(n-1) seconds between attempts, then dead-letter
     delivery_backoff_seconds: float = 30.0
@@ -59,10 +64,25 @@ class Settings(BaseSettings):
     # API
     api_host: str = "127.0.0.1"
     api_port: int = 8080
+    # `rafss worker`: Celery pool (solo or threads: CUDA is not fork-safe), concurrency, queues
+    worker_pool: str = "solo"
+    worker_concurrency: int = 1
+    worker_queues: str = "io,model"
+
+    @classmethod
+    def load(cls, **given: object) -> Settings:
+        """Settings from defaults, the config file, the environment and the ``given`` options
+        (those that are None were not given and do not count)."""
+        options = {k: v for k, v in given.items() if v is not None}
+        if "spool_dir" in options:
+            options["RAFSS_SPOOL_DIR"] = options.pop("spool_dir")
+        return cls(_env_file=os.environ.get("RAFSS_CONFIG_FILE"),  # type: ignore[call-arg]
+                   **options)
 
     @property
     def spool_dir(self) -> Path:
-        return self.data_dir / "spool"
+        """``RAFSS_SPOOL_DIR``, else ``<data_dir>/spool``."""
+        return self.spool_dir_override or self.data_dir / "spool"
 
     @property
     def results_dir(self) -> Path:
@@ -96,4 +116,4 @@ class Settings(BaseSettings):
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    return Settings()
+    return Settings.load()

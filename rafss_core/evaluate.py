@@ -90,7 +90,7 @@ def run_eval(cfg: EvalConfig, segmenter: Segmenter | None = None) -> dict[str, A
         if models_dir is None:
             from rafss_core.config import Settings
 
-            models_dir = Settings().models_dir
+            models_dir = Settings.load().models_dir
         name, models = choose(cfg.backend, cfg.models, models_dir)
         segmenter = build_segmenter(name, models, BuildContext(models_dir,
                                                                cache_dir=cfg.cache_dir))

@@ -63,7 +63,7 @@ def segment_files(
         if models_dir is None:
             from rafss_core.config import Settings
 
-            models_dir = Settings().models_dir
+            models_dir = Settings.load().models_dir
         name, spec = choose(backend, models, models_dir)
         segmenter = build_segmenter(name, spec, BuildContext(models_dir))
     refs: list[ReferenceSlice] = []

@@ -105,10 +105,15 @@ class ScpConfig:
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: Any) -> ScpConfig:
-        """Defaults under the data directory: ``<data_dir>/spool`` and ``<data_dir>/quarantine``."""
+        """The SCP of ``settings``: AE title, address, allow-list switch, TLS, the spool
+        (``RAFSS_SPOOL_DIR`` or ``<data_dir>/spool``) and ``<data_dir>/quarantine``."""
         values: dict[str, Any] = {
-            "spool_dir": settings.data_dir / "spool",
+            "spool_dir": settings.spool_dir,
             "quarantine_dir": settings.data_dir / "quarantine",
+            "ae_title": settings.ae_title,
+            "host": settings.scp_host,
+            "port": settings.scp_port,
+            "allow_any": settings.allow_any_ae,
         }
         if settings.scp_tls_cert or settings.scp_tls_key:
             if not (settings.scp_tls_cert and settings.scp_tls_key):

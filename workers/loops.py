@@ -37,7 +37,8 @@ class ServiceLoop:
         with self.sessions.begin() as s:
             close_quiet_series(s, self.settings.series_quiet_seconds)
         with self.sessions.begin() as s:
-            route_closed_series(s, self.settings.models_dir)
+            route_closed_series(s, self.settings.models_dir,
+                                max_attempts=self.settings.job_max_attempts)
         dispatch_once(self.sessions, self.enqueue, self.settings.job_stale_seconds)
         for step in self.extra_steps:
             step()

@@ -95,11 +95,11 @@ def segmentation_key_parts(task: Task, models_dir: Path | None) -> list[str]:
 
 
 def route_closed_series(session: Session, models_dir: Path | None = None,
-                        limit: int = 100) -> list[RoutedJob]:
+                        limit: int = 100, max_attempts: int | None = None) -> list[RoutedJob]:
     """Turn closed series into job rows and mark them routed, in the caller's transaction.
 
     ``models_dir`` is where imported checkpoints are registered; it resolves the checkpoint
-    hashes that go into each job key."""
+    hashes that go into each job key. ``max_attempts``: ``RAFSS_JOB_MAX_ATTEMPTS``."""
     series_rows = lock_closed_series(session, limit)
     if not series_rows:
         return []
@@ -109,7 +109,7 @@ def route_closed_series(session: Session, models_dir: Path | None = None,
         series.state = SeriesState.ROUTED
         instances = series_instances(session, series.id)
         if any(cls == SEG_SOP_CLASS for _, cls, _ in instances):
-            correction = _correction_job(session, series, instances)
+            correction = _correction_job(session, series, instances, max_attempts)
             if correction is not None:
                 routed.append(correction)
             continue
@@ -118,7 +118,7 @@ def route_closed_series(session: Session, models_dir: Path | None = None,
             log.info("series %s matched no routing rule", series.id)
         for task_id in task_ids:
             routed.append(_create_job(session, series, task_id, [u for u, _, _ in instances],
-                                      models_dir))
+                                      models_dir, max_attempts))
     return routed
 
 
@@ -135,8 +135,8 @@ def _referenced_series_uid(path: str) -> str | None:
         return None
 
 
-def _correction_job(session: Session, series: Series,
-                    instances: list[tuple[str, str, str]]) -> RoutedJob | None:
+def _correction_job(session: Session, series: Series, instances: list[tuple[str, str, str]],
+                    max_attempts: int | None = None) -> RoutedJob | None:
     sop_uid, _, path = next(i for i in instances if i[1] == SEG_SOP_CLASS)
     if is_rafss_result(session, sop_uid):
         log.info("series %s is RAFSS's own SEG sent back: recorded, not a correction",
@@ -155,14 +155,15 @@ def _correction_job(session: Session, series: Series,
                "result_path": str(target.result_path), "seg_sop_instance_uid": sop_uid}
     job_id, created = create_job(session, kind=JobKind.EMBED_REFERENCES,
                                  idempotency_key=f"embed|correction|{sop_uid}",
-                                 task_id=task.id, series_id=series.id, payload=payload)
+                                 task_id=task.id, series_id=series.id, payload=payload,
+                                 max_attempts=max_attempts)
     log.info("series %s is a correction of job %s (task %s): job %s", series.id,
              target.job_id, task.name, job_id)
     return RoutedJob(job_id, series.id, task.id, created)
 
 
-def _create_job(session: Session, series: Series, task_id: int,
-                instance_uids: list[str], models_dir: Path | None) -> RoutedJob:
+def _create_job(session: Session, series: Series, task_id: int, instance_uids: list[str],
+                models_dir: Path | None, max_attempts: int | None = None) -> RoutedJob:
     task = session.get(Task, task_id)
     assert task is not None
     ref_set = latest_reference_set(session, task_id)
@@ -174,7 +175,7 @@ def _create_job(session: Session, series: Series, task_id: int,
     job_id, created = create_job(session, kind=JobKind.SEGMENT, idempotency_key=key,
                                  series_id=series.id, task_id=task_id,
                                  reference_set_id=ref_set.id if ref_set else None,
-                                 payload=payload)
+                                 payload=payload, max_attempts=max_attempts)
     log.info("series %s -> task %s: job %s (%s)", series.id, task.name, job_id,
              "queued" if created else "already exists")
     return RoutedJob(int(job_id), series.id, task_id, created)

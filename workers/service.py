@@ -113,8 +113,7 @@ class Service:
             "scp_port": s.scp_port, "api_port": s.api_port, "pid": os.getpid()}))
         log.info("database %s (migrated)", redact_url(self.url))
 
-        scp_config = ScpConfig.from_settings(s, ae_title=s.ae_title, host=s.scp_host,
-                                             port=s.scp_port, allow_any=s.allow_any_ae)
+        scp_config = ScpConfig.from_settings(s)
         reconcile_spool(scp_config.spool_dir, sessions)
         self.scp = StorageSCP(scp_config, sessions)
         self.scp.start()
@@ -133,7 +132,8 @@ class Service:
 
         env = {**os.environ, "RAFSS_DATA_DIR": str(s.data_dir), "RAFSS_DATABASE_URL": self.url,
                "RAFSS_BROKER_URL": str(celery.conf.broker_url), "RAFSS_MODELS": s.models,
-               "RAFSS_DEVICE": s.device}
+               "RAFSS_BACKEND": s.backend, "RAFSS_DEVICE": s.device,
+               "RAFSS_SPOOL_DIR": str(s.spool_dir)}
         self.worker = WorkerSupervisor(worker_command(), env, s.data_dir / "worker.pid").start()
         return self
 

@@ -22,7 +22,7 @@ def worker_context():  # -> WorkerContext
             from rafss_core.store.engine import database_url, make_engine, session_factory
             from workers.segment_job import WorkerContext
 
-            settings = Settings()
+            settings = Settings.load()
             engine = make_engine(database_url(settings))
             _context = WorkerContext(settings, engine, session_factory(engine))
         return _context

@@ -459,7 +459,7 @@ def load_models(spec: str | ModelSpec, models_dir: Path | None = None,
     if models_dir is None:
         from rafss_core.config import Settings
 
-        models_dir = Settings().models_dir
+        models_dir = Settings.load().models_dir
     registry = ModelRegistry.open(models_dir)
     sam_path, sam_sha = registry.resolve(spec.sam)
     dino_path, dino_sha = registry.resolve(spec.dino)

@@ -52,7 +52,7 @@ def migration_head() -> str:
 def _url(data_dir: Path | None, url: str | None) -> str:
     if url:
         return url
-    return database_url(Settings(data_dir=data_dir) if data_dir is not None else None)
+    return database_url(Settings.load(data_dir=data_dir) if data_dir is not None else None)
 
 
 def _run(url: str, fn: Any, revision: str) -> None:

@@ -23,7 +23,7 @@ def resolve_settings(settings_or_data_dir: Settings | Path | str | None = None) 
         return get_settings()
     if isinstance(settings_or_data_dir, Settings):
         return settings_or_data_dir
-    return Settings(data_dir=Path(settings_or_data_dir))
+    return Settings.load(data_dir=Path(settings_or_data_dir))
 
 
 def pgdata_dir(data_dir: Path) -> Path:

@@ -149,8 +149,10 @@ def _check(value: str, allowed: type[JobKind] | type[JobState], what: str) -> st
 def create_job(session: Session, *, kind: JobKind | str, idempotency_key: str,
                payload: dict[str, Any], task_id: int | None = None,
                series_id: int | None = None,
-               reference_set_id: int | None = None) -> tuple[int, bool]:
+               reference_set_id: int | None = None,
+               max_attempts: int | None = None) -> tuple[int, bool]:
     """Queue a job of any kind (the outbox row); idempotent on ``idempotency_key``.
+    ``max_attempts`` (else the column's default) is how often it may fail before it is dead.
 
     Returns ``(job_id, created)``; ``created`` is False when a job with this key already
     existed, which is then returned unchanged.
@@ -159,7 +161,8 @@ def create_job(session: Session, *, kind: JobKind | str, idempotency_key: str,
     job_id = session.execute(
         pg_insert(Job).values(kind=kind_value, idempotency_key=idempotency_key,
                               series_id=series_id, task_id=task_id,
-                              reference_set_id=reference_set_id, payload=payload)
+                              reference_set_id=reference_set_id, payload=payload,
+                              **({"max_attempts": max_attempts} if max_attempts else {}))
         .on_conflict_do_nothing(index_elements=["idempotency_key"]).returning(Job.id)
     ).scalar_one_or_none()
     if job_id is not None:
