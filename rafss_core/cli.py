@@ -573,12 +573,26 @@ def jobs_rerun(job_id: Annotated[int, typer.Argument()], data_dir: DataDir = Non
 def tokens_create(
     role: Annotated[str, typer.Option(help="admin, reviewer or viewer")],
     name: Annotated[str | None, typer.Option(help="who or what uses it")] = None,
+    token_env: Annotated[str | None, typer.Option(
+        help="register the token held in this environment variable (e.g. from a Kubernetes "
+             "Secret) instead of a new one; it is never printed")] = None,
     data_dir: DataDir = None,
 ) -> None:
     """Create an API token; the token is printed once, as the last word."""
+    import os
+
     from rafss_core.app.tokens import create_token
 
-    view, token = _call(create_token, _app(data_dir), ACTOR, role=role, name=name)
+    given = None
+    if token_env:
+        given = os.environ.get(token_env)
+        if not given:
+            _fail(f"${token_env} is empty or unset")
+    view, token = _call(create_token, _app(data_dir), ACTOR, role=role, name=name, token=given)
+    if given:
+        typer.echo(f"token {view.name} (id {view.id}, role {view.role}) registered from "
+                   f"${token_env}")
+        return
     typer.echo(f"token {view.name} (id {view.id}, role {view.role}); shown once, store it "
                f"now: {token}")
 

@@ -28,12 +28,15 @@ def _view(t: object) -> TokenView:
                      t.last_used_at, t.revoked_at is not None)  # type: ignore[attr-defined]
 
 
-def create_token(app: App, actor: str, *, role: str, name: str | None = None
-                 ) -> tuple[TokenView, str]:
+def create_token(app: App, actor: str, *, role: str, name: str | None = None,
+                 token: str | None = None) -> tuple[TokenView, str]:
     """A new token with ``role``; returns its view and the token itself (shown once).
 
+    ``token`` registers a token made elsewhere (e.g. a Kubernetes Secret) instead of a new
+    random one; registering the same token again changes nothing.
+
     Raises:
-        ValueError: unknown role or a bad name.
+        ValueError: unknown role, a bad name, or a given token that is too weak.
     """
     try:
         wanted = Role(role)
@@ -42,7 +45,15 @@ def create_token(app: App, actor: str, *, role: str, name: str | None = None
     name = name or f"{wanted.value}-{secrets.token_hex(3)}"
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}", name):
         raise ValueError(f"token name {name!r}: use 1-64 letters, digits, '.', '_', '@' or '-'")
-    token = PREFIX + secrets.token_urlsafe(32)
+    if token is not None:
+        if not token.startswith(PREFIX) or len(token) < len(PREFIX) + 32:
+            raise ValueError(f"a given token must start with {PREFIX!r} and carry at least 32 "
+                             "random characters (e.g. rafss_$(openssl rand -base64 32))")
+        with app.sessions() as s:
+            existing = repo.active_token_by_hash(s, token_sha256(token))
+            if existing is not None:
+                return _view(existing), token
+    token = token or PREFIX + secrets.token_urlsafe(32)
     with app.sessions.begin() as s:
         row = repo.add_token(s, name=name, role=wanted, token_sha256=token_sha256(token),
                              created_by=actor)

@@ -130,3 +130,13 @@ def test_rerun_is_audited_and_refused_while_queued(app):
     assert jobs.rerun_job(app, "cli", job_id).state == "queued"
     assert [e.details for e in list_audit(app, action="job.rerun", object_id=str(job_id))] == \
         [{"from": "dead"}]
+
+
+def test_a_given_token_is_registered_once(app):
+    given = "rafss_" + uuid.uuid4().hex + uuid.uuid4().hex
+    view, token = tokens.create_token(app, "k8s", role="admin", name="bootstrap", token=given)
+    again, _ = tokens.create_token(app, "k8s", role="admin", name="bootstrap", token=given)
+    assert token == given and again.id == view.id
+    assert tokens.authenticate(app, given).role == "admin"
+    with pytest.raises(ValueError, match="at least 32"):
+        tokens.create_token(app, "k8s", role="admin", token="rafss_short")
