@@ -63,7 +63,7 @@ def viewer_dist() -> Path:
     if (dist / "index.html").exists():
         return dist
     npm = shutil.which("npm")
-    assert npm, "npm is needed to fetch the OHIF viewer (Debian: apt-get install -y npm)"
+    assert npm, "npm (Node.js) is needed to fetch the OHIF viewer"
     CACHE.mkdir(parents=True, exist_ok=True)
     subprocess.run([npm, "pack", f"@ohif/app@{OHIF_VERSION}", "--silent"], cwd=CACHE,
                    check=True, capture_output=True, timeout=600)
