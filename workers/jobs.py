@@ -10,6 +10,8 @@ lost its claim can never overwrite the newer attempt's outcome.
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import threading
 import traceback
 from collections.abc import Callable
@@ -21,6 +23,7 @@ from rafss_core.store.enums import JobKind, JobState
 from rafss_core.store.repositories.jobs import claim_job, finish_job, touch_heartbeat
 
 log = logging.getLogger(__name__)
+WORKER = f"{socket.gethostname()}:{os.getpid()}"  # recorded on the jobs this process claims
 
 
 @dataclass(frozen=True)
@@ -33,7 +36,7 @@ class Claim:
 def claim(sessions: sessionmaker[Session], job_id: int) -> Claim | None:
     """Claim a queued job in its own transaction; None when it is not queued."""
     with sessions.begin() as s:
-        claimed = claim_job(s, job_id)
+        claimed = claim_job(s, job_id, WORKER)
     if claimed is None:
         log.info("job %s is not queued (already running or finished): skipped", job_id)
         return None

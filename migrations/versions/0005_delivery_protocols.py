@@ -7,7 +7,8 @@ file, and a per-task retrieval-similarity threshold.
   HTTP status or STOW-RS FailureReason of a STOW-RS);
 - ``results.report_path``: the TID 1500 volume report written next to the SEG;
 - ``tasks.min_similarity``: slices whose best retrieval similarity is below it are flagged and
-  left unsegmented (0 = never).
+  left unsegmented (0 = never);
+- ``jobs.claimed_by``: ``host:pid`` of the worker running (or that last ran) the job.
 
 Revision ID: 0005_delivery_protocols
 Revises: 0004_curation
@@ -44,9 +45,11 @@ def upgrade() -> None:
     op.add_column("results", sa.Column("report_path", sa.Text(), nullable=True))
     op.add_column("tasks", sa.Column("min_similarity", sa.Float(), server_default="0",
                                      nullable=False))
+    op.add_column("jobs", sa.Column("claimed_by", sa.String(length=128), nullable=True))
 
 
 def downgrade() -> None:
+    op.drop_column("jobs", "claimed_by")
     op.drop_column("tasks", "min_similarity")
     op.drop_column("results", "report_path")
     op.alter_column("deliveries", "last_status", new_column_name="last_dimse_status",

@@ -90,12 +90,10 @@ class Cluster:
         return True
 
     def busy(self, name: str) -> bool:
-        """The worker has received a job message it has not finished (solo pool: running)."""
-        import re
-
-        log = (self.root / f"{name}.log").read_text(errors="replace")
-        received = re.findall(r"Task rafss\.run_job\[([0-9a-f-]+)\] received", log)
-        return bool(received) and f"rafss.run_job[{received[-1]}] succeeded" not in log
+        """The worker process is running a segment job (``jobs.claimed_by`` is host:pid)."""
+        pid = self.processes[name].pid
+        return bool(self.rows("SELECT 1 FROM jobs WHERE kind = 'segment' AND state = 'running' "
+                              f"AND claimed_by LIKE '%:{pid}'"))
 
     def kill(self, name: str) -> None:
         self.processes[name].send_signal(signal.SIGKILL)

@@ -36,7 +36,7 @@ _NOT_REQUEUEABLE = (JobState.QUEUED.value, JobState.RUNNING.value)
 
 _CLAIM = sa.text("""
     UPDATE jobs SET state = :running, attempts = attempts + 1, started_at = now(),
-        heartbeat_at = now(), updated_at = now(), finished_at = NULL
+        heartbeat_at = now(), updated_at = now(), finished_at = NULL, claimed_by = :worker
     WHERE id = :id AND state = :queued
     RETURNING attempts, kind""")
 
@@ -77,13 +77,16 @@ _MARK_ENQUEUED = sa.text("UPDATE jobs SET enqueued_at = now(), updated_at = now(
                          "WHERE id = :id")
 
 
-def claim_job(session: Session, job_id: int) -> tuple[int, str] | None:
+def claim_job(session: Session, job_id: int,
+              worker: str | None = None) -> tuple[int, str] | None:
     """Atomically move a ``queued`` job to ``running``; return ``(attempt, kind)``.
+    ``worker`` (``host:pid``) is recorded as ``claimed_by``, for operators.
 
     None when the job is not queued (already claimed, finished, or missing).
     """
     row = session.execute(_CLAIM, {"id": job_id, "running": JobState.RUNNING.value,
-                                   "queued": JobState.QUEUED.value}).one_or_none()
+                                   "queued": JobState.QUEUED.value,
+                                   "worker": worker}).one_or_none()
     return None if row is None else (int(row.attempts), str(row.kind))
 
 
