@@ -273,10 +273,13 @@ jobs_app = typer.Typer(no_args_is_help=True, help="Jobs.")
 tokens_app = typer.Typer(no_args_is_help=True, help="API bearer tokens (admin, reviewer, "
                          "viewer).")
 audit_app = typer.Typer(no_args_is_help=True, help="The audit log.")
+retention_app = typer.Typer(no_args_is_help=True, help="Deleting spool and result files past "
+                            "their retention window.")
 for _name, _sub in [("sources", sources_app), ("destinations", destinations_app),
                     ("tasks", tasks_app), ("routes", routes_app),
                     ("references", references_app), ("jobs", jobs_app),
-                    ("tokens", tokens_app), ("audit", audit_app)]:
+                    ("tokens", tokens_app), ("audit", audit_app),
+                    ("retention", retention_app)]:
     app.add_typer(_sub, name=_name)
 
 ACTOR = "cli"
@@ -631,6 +634,27 @@ def audit_list(
                                        limit=limit)]
     _print_rows(rows, ["id", "at", "actor", "action", "object_type", "object_id", "details"],
                 "audit", as_json)
+
+
+@retention_app.command("run")
+def retention_run(
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="count, delete nothing")] = False,
+    data_dir: DataDir = None,
+    as_json: AsJson = False,
+) -> None:
+    """One retention pass: spool files of fully segmented and delivered series after
+    RAFSS_SPOOL_RETENTION_HOURS, result files after RAFSS_RESULT_RETENTION_DAYS."""
+    from rafss_core.app.retention import run_retention
+
+    report = run_retention(_app(data_dir), ACTOR, dry_run=dry_run)
+    if as_json:
+        typer.echo(json.dumps(report.as_dict(), indent=2))
+        return
+    verb = "would delete" if dry_run else "deleted"
+    for name in ("spool", "results"):
+        c = getattr(report, name)
+        typer.echo(f"{name}: {verb} {c.files} files ({c.bytes / 2**20:.1f} MB) of {c.items} "
+                   f"{'instances' if name == 'spool' else 'results'}")
 
 
 # -------------------------------------------------------------------------------- service

@@ -51,6 +51,13 @@ class Settings(BaseSettings):
     scp_tls_key: Path | None = None
     scp_tls_ca: Path | None = None
     scp_tls_require_client_cert: bool = False
+    # disk safety: below this much free space under the spool the SCP refuses new associations
+    # (A-ASSOCIATE-RJ rejected-transient, local limit exceeded) until space returns
+    min_free_disk_mb: int = 2048
+    # retention: spool files of fully segmented and delivered series, and result files
+    spool_retention_hours: float = 72.0
+    result_retention_days: float = 30.0
+    retention_interval_seconds: float = 3600.0
     # worker loops
     series_quiet_seconds: float = 10.0
     loop_interval_seconds: float = 1.0

@@ -53,6 +53,7 @@ from rafss_core.store.repositories.instances import (
     record_instance,
 )
 from services.allowlist import CallerAllowList
+from services.disk import DiskWatermark
 from services.ingest import HeaderInfo, UnreadableInstanceError, read_header, with_spool_path
 from services.spool import quarantine, spool_path, spooled_files, write_atomic
 from services.tls import TlsServerConfig, server_context
@@ -95,6 +96,8 @@ class ScpConfig:
     require_called_aet: bool = False
     tls: TlsServerConfig | None = None
     max_associations: int = 16
+    # refuse new associations below this much free space under the spool (0: never)
+    min_free_disk_mb: int = 0
     acse_timeout: float = 30.0
     dimse_timeout: float = 60.0
     network_timeout: float = 60.0
@@ -114,6 +117,7 @@ class ScpConfig:
             "host": settings.scp_host,
             "port": settings.scp_port,
             "allow_any": settings.allow_any_ae,
+            "min_free_disk_mb": settings.min_free_disk_mb,
         }
         if settings.scp_tls_cert or settings.scp_tls_key:
             if not (settings.scp_tls_cert and settings.scp_tls_key):
@@ -161,6 +165,7 @@ class StorageSCP:
         )
         self._clock = clock
         self._server: ThreadedAssociationServer | None = None
+        self.watermark = DiskWatermark(config.spool_dir, config.min_free_disk_mb)
         self.ae = self._build_ae()
 
     def _build_ae(self) -> AE:
@@ -228,6 +233,11 @@ class StorageSCP:
         calling_ae = str(requestor.primitive.calling_ae_title).strip()
         ip = requestor.address
         if self._allow.is_allowed(calling_ae, ip):
+            if self.watermark.check().low:
+                # rejected-transient, service-provider (presentation), local limit exceeded:
+                # the sender keeps the study and retries later (see services/disk.py)
+                event.assoc.acse.send_reject(0x02, 0x03, 0x02)
+                event.assoc.kill()
             return
         LOG.warning(
             "refused association from AE %r at %s: not in the allow-list "
@@ -265,6 +275,9 @@ class StorageSCP:
                 "SOPClassUID differs from the request",
                 calling_ae,
             )
+        if self.watermark.check().low:
+            return _status(OUT_OF_RESOURCES, "RAFSS disk below its free-space watermark; "
+                           "retry later")
         path = spool_path(self.config.spool_dir, record.sop_instance_uid)
         try:
             write_atomic(path, data)

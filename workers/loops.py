@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -30,6 +31,7 @@ class ServiceLoop:
         self.sessions = sessions
         self.enqueue = enqueue
         self.extra_steps = extra_steps or []
+        self._next_retention = 0.0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -42,6 +44,12 @@ class ServiceLoop:
         dispatch_once(self.sessions, self.enqueue, self.settings.job_stale_seconds)
         for step in self.extra_steps:
             step()
+        if time.monotonic() >= self._next_retention:  # every RAFSS_RETENTION_INTERVAL_SECONDS
+            self._next_retention = time.monotonic() + self.settings.retention_interval_seconds
+            from rafss_core.app import App
+            from rafss_core.app.retention import run_retention
+
+            run_retention(App(self.sessions, self.settings), "retention")
 
     def _run(self) -> None:
         while not self._stop.is_set():

@@ -424,6 +424,9 @@ class Instance(Base):
     slice_thickness: Mapped[float | None] = mapped_column(sa.Float)
     # storage
     spool_path: Mapped[str] = mapped_column(sa.Text)
+    # set when retention deleted the spool file; the row stays (UIDs, sender, times, geometry:
+    # what audits need, and no PHI is stored in rows anyway)
+    purged_at: Mapped[dt.datetime | None] = mapped_column(sa.DateTime(timezone=True))
     size_bytes: Mapped[int | None] = mapped_column(sa.BigInteger)
     received_at: Mapped[dt.datetime] = mapped_column(
         sa.DateTime(timezone=True), server_default=_now()
@@ -520,6 +523,7 @@ class Result(Base):
     path: Mapped[str] = mapped_column(sa.Text)
     # the TID 1500 volume report delivered with the SEG
     report_path: Mapped[str | None] = mapped_column(sa.Text)
+    purged_at: Mapped[dt.datetime | None] = mapped_column(sa.DateTime(timezone=True))
     details: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=sa.text("'{}'::jsonb"))
     created_at: Mapped[dt.datetime] = mapped_column(
         sa.DateTime(timezone=True), server_default=_now()

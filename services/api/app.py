@@ -35,7 +35,7 @@ def create_app(rafss: App) -> FastAPI:
     from prometheus_client.registry import CollectorRegistry
 
     from services.api import ui
-    from services.api.metrics import DatabaseCollector
+    from services.api.metrics import DatabaseCollector, DiskCollector
     from services.api.routers import audit, jobs, peers, references, tasks
 
     app = FastAPI(title="RAFSS", version="0.1.0",
@@ -45,6 +45,9 @@ def create_app(rafss: App) -> FastAPI:
     app.state.rafss = rafss
     registry = CollectorRegistry()
     registry.register(DatabaseCollector(rafss.sessions))
+    disk = DiskCollector(rafss.sessions, rafss.settings.spool_dir,
+                         rafss.settings.min_free_disk_mb)
+    registry.register(disk)
     app.add_exception_handler(LookupError, _error(404))
     app.add_exception_handler(InvalidTransitionError, _error(409))
     app.add_exception_handler(ValueError, _error(422))
@@ -61,7 +64,11 @@ def create_app(rafss: App) -> FastAPI:
             log.warning("health: database unavailable (%s)", type(exc).__name__)
             return JSONResponse({"status": "degraded", "database": "unavailable"},
                                 status_code=503)
-        return JSONResponse({"status": "ok", "database": "ok"})
+        state = disk.watermark.check()
+        body = {"status": "degraded" if state.low else "ok", "database": "ok",
+                "disk": {"free_bytes": state.free_bytes, "min_free_bytes": state.min_free_bytes,
+                         "watermark_active": state.low}}
+        return JSONResponse(body)
 
     @app.get("/metrics", tags=["service"])
     def metrics() -> Response:

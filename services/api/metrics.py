@@ -8,13 +8,16 @@ source of truth, so a custom collector queries them instead of keeping in-proces
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy.orm import Session, sessionmaker
 
 from rafss_core.store.enums import JobKind, JobState
+from rafss_core.store.repositories.retention import spool_bytes
 from rafss_core.store.repositories.stats import ServiceStats, service_stats
+from services.disk import DiskWatermark
 
 LATENCY_BUCKETS = (1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
 
@@ -70,3 +73,24 @@ class DatabaseCollector(Collector):
         yield _jobs(stats)
         yield _latency(stats)
         yield from _deliveries(stats)
+
+
+class DiskCollector(Collector):
+    """Free bytes under the spool, spool bytes (recorded, not purged), watermark state."""
+
+    def __init__(self, sessions: sessionmaker[Session], spool_dir: Path,
+                 min_free_disk_mb: int) -> None:
+        self.sessions = sessions
+        self.watermark = DiskWatermark(spool_dir, min_free_disk_mb)
+
+    def collect(self) -> Iterator[object]:
+        state = self.watermark.check()
+        with self.sessions() as s:
+            spool = spool_bytes(s)
+        yield GaugeMetricFamily("rafss_disk_free_bytes", "Free bytes under the spool",
+                                value=state.free_bytes)
+        yield GaugeMetricFamily("rafss_spool_bytes", "Bytes of spooled instances not purged",
+                                value=spool)
+        yield GaugeMetricFamily("rafss_disk_watermark_active",
+                                "1 while free space is below RAFSS_MIN_FREE_DISK_MB (the SCP "
+                                "refuses associations)", value=1.0 if state.low else 0.0)

@@ -65,7 +65,9 @@ class Rafss:
         env = {k: v for k, v in os.environ.items() if not k.startswith("RAFSS_")}
         env.update({"RAFSS_DATA_DIR": str(self.data_dir), "RAFSS_JOB_STALE_SECONDS": "6",
                     "RAFSS_JOB_HEARTBEAT_SECONDS": "1", "RAFSS_LOOP_INTERVAL_SECONDS": "0.5",
-                    "RAFSS_DELIVERY_BACKOFF_SECONDS": "1", "PYTHONUNBUFFERED": "1"})
+                    "RAFSS_DELIVERY_BACKOFF_SECONDS": "1", "PYTHONUNBUFFERED": "1",
+                    # test machines may have little free disk; the watermark has its own test
+                    "RAFSS_MIN_FREE_DISK_MB": "16"})
         env.update(self.env_extra)
         return env
 

@@ -56,6 +56,7 @@ class Cluster:
             "RAFSS_SERIES_QUIET_SECONDS": "2", "RAFSS_LOOP_INTERVAL_SECONDS": "0.5",
             "RAFSS_JOB_STALE_SECONDS": "8", "RAFSS_JOB_HEARTBEAT_SECONDS": "1",
             "RAFSS_DELIVERY_BACKOFF_SECONDS": "1", "RAFSS_ALLOW_ANY_AE": "true",
+            "RAFSS_MIN_FREE_DISK_MB": "16",
             "PYTHONUNBUFFERED": "1"})
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         self.scp_ports = [free_port(), free_port()]

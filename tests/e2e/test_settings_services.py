@@ -21,6 +21,7 @@ RAFSS = [sys.executable, "-m", "rafss_core.cli"]
 
 def _env(**values: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAFSS_")}
+    env["RAFSS_MIN_FREE_DISK_MB"] = "16"
     env.update(values)
     return env
 
