@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 
 from rafss_core.app import App
-from rafss_core.app.imports import run_embed_job, run_prepare_job
+from rafss_core.app.imports import run_embed_job, run_forget_job, run_prepare_job
 from rafss_core.store.models import Task
 from rafss_core.store.repositories.jobs import get_job
 from workers.jobs import Claim
@@ -44,6 +44,12 @@ def run_embed_references(ctx: WorkerContext, claim: Claim) -> None:
 def run_prepare_references(ctx: WorkerContext, claim: Claim) -> None:
     payload, task = _job_task(ctx, claim.job_id)
     segmenter = ctx.segmenter(task.backend, task.segmenter_id)
-    n = run_prepare_job(App(ctx.sessions, ctx.settings), payload, segmenter,
-                        [lab.number for lab in task.labels])
+    labels = [lab.number for lab in task.labels]
+    app = App(ctx.sessions, ctx.settings)
+    if "forget_slice_ids" in payload:  # a revocation: remove what only those slices used
+        n = run_forget_job(app, payload, segmenter, labels)
+        log.info("job %s: %d precomputed items of revoked slices removed (task %s)",
+                 claim.job_id, n, task.name)
+        return
+    n = run_prepare_job(app, payload, segmenter, labels)
     log.info("job %s: %d reference slices prepared for task %s", claim.job_id, n, task.name)

@@ -278,3 +278,16 @@ def run_prepare_job(app: App, payload: dict[str, Any], segmenter: Segmenter,
         ids = candidate_slice_ids(s, int(payload["candidate_id"]))
         refs = list(load_reference_slices(s, ids).values()) if ids else []
     return segmenter.prepare(refs, list(task_labels), progress=True)
+
+
+def run_forget_job(app: App, payload: dict[str, Any], segmenter: Segmenter,
+                   task_labels: Sequence[int]) -> int:
+    """Remove what was precomputed for revoked slices, unless an approved slice with the same
+    image and mask still uses it."""
+    from rafss_core.store.repositories import load_reference_slices
+    from rafss_core.store.repositories.references import same_content_approved
+
+    with app.sessions() as s:
+        ids = [i for i in payload["forget_slice_ids"] if not same_content_approved(s, int(i))]
+        refs = list(load_reference_slices(s, ids).values()) if ids else []
+    return segmenter.forget(refs, list(task_labels))

@@ -181,7 +181,8 @@ def reject_candidate(app: App, actor: str, candidate_id: int,
 
 
 def revoke_slice(app: App, actor: str, slice_id: int, reason: str | None = None) -> SliceView:
-    """Revoke an approved slice; the task gets a new reference-set version (job keys change).
+    """Revoke an approved slice; the task gets a new reference-set version (job keys change)
+    and a worker removes what was precomputed only for it (memories, encodings).
 
     Raises:
         LookupError: no such slice.
@@ -191,8 +192,12 @@ def revoke_slice(app: App, actor: str, slice_id: int, reason: str | None = None)
         ref = repo.revoke_reference_slice(s, slice_id, actor=actor, reason=reason)
         ref_set = repo.create_reference_set(s, task_id=ref.task_id, actor=actor,
                                             note=f"slice {slice_id} revoked")
+        job_id, _ = create_job(s, kind=JobKind.PREPARE_REFERENCES, task_id=ref.task_id,
+                               reference_set_id=ref_set.id,
+                               idempotency_key=f"forget|slice:{slice_id}|set:{ref_set.id}",
+                               payload={"forget_slice_ids": [slice_id]})
         audit(s, actor=actor, action="reference_slice.revoke", object_type="reference_slice",
-              object_id=slice_id, details={"reason": reason,
+              object_id=slice_id, details={"reason": reason, "forget_job_id": job_id,
                                            "reference_set_version": ref_set.version})
         return _slice_view(ref)
 

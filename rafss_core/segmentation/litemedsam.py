@@ -224,6 +224,13 @@ class FeatureCache:
             path.unlink(missing_ok=True)
             return None
 
+    def forget(self, image: np.ndarray) -> bool:
+        """Remove the cached encoding of ``image``; True when there was one."""
+        path = self._path(self.key(image))
+        found = path.exists()
+        path.unlink(missing_ok=True)
+        return found
+
     def save(self, image: np.ndarray, features: np.ndarray) -> None:
         import os
 

@@ -113,6 +113,15 @@ class MemoryBank:
         self._items.move_to_end(key)
         return mem
 
+    def forget(self, key: str) -> bool:
+        """Drop a memory from the cache and its folder; True when something was removed."""
+        found = self._items.pop(key, None) is not None
+        path = self._path(key)
+        if path is not None and path.exists():
+            path.unlink(missing_ok=True)
+            found = True
+        return found
+
     def put(self, key: str, memory: ReferenceMemory) -> None:
         self._remember(key, memory)
         path = self._path(key)

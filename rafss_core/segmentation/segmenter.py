@@ -70,6 +70,11 @@ class Segmenter(Protocol):
         returns how many items were prepared (0 when the backend needs nothing)."""
         ...
 
+    def forget(self, references: Sequence[ReferenceSlice], labels: Sequence[int]) -> int:
+        """Remove what :meth:`prepare` stored for these references (a revoked reference);
+        returns how many items were removed."""
+        ...
+
     def segment(
         self,
         volume: Volume,

@@ -181,3 +181,27 @@ def test_approval_queues_preparation_of_memories_the_worker_finds(db_session_fac
     images = np.stack([r.image for r in slices])
     decoder.label_memories(images, np.stack([[r.labels == v for r in slices] for v in (1, 2, 3)]))
     assert bank.disk_hits == n * 3 and bank.misses == 0  # nothing recomputed
+
+
+def test_revocation_removes_what_only_that_slice_used(db_session_factory, tiny, tmp_path):
+    from rafss_core.app.imports import run_forget_job, run_prepare_job
+    from rafss_core.app.references import revoke_slice
+    from rafss_core.store.repositories.jobs import get_job, list_jobs
+
+    name = _task(db_session_factory, tmp_path)
+    app = _app(db_session_factory, tmp_path)
+    volumes = nifti_volumes(ACDC / "imagesTr", ACDC / "labelsTr", ["patient006_frame01"], "MR")
+    memories = tmp_path / "memories"
+    c = import_volumes(app, "cli", name, volumes, approve=True,
+                       segmenter=_segmenter(tiny, memories))
+    run_prepare_job(app, {"candidate_id": c.id}, _segmenter(tiny, memories), [1, 2, 3])
+    before = len(list(memories.rglob("*.safetensors")))  # identical blank slices share theirs
+    ids = _slice_ids(db_session_factory, c.id)
+    victim = ids[len(ids) // 2]  # a slice through the heart: its memories are its own
+    revoke_slice(app, "reviewer", victim, "wrong phase")
+    with db_session_factory() as s:
+        jobs = [get_job(s, j.id) for j in list_jobs(s, kind="prepare_references", task=name)]
+    (forget,) = [j for j in jobs if "forget_slice_ids" in j.payload]
+    assert forget.payload == {"forget_slice_ids": [victim]}
+    assert run_forget_job(app, forget.payload, _segmenter(tiny, memories), [1, 2, 3]) == 3
+    assert len(list(memories.rglob("*.safetensors"))) == before - 3  # only its memories

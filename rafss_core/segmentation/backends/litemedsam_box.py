@@ -138,6 +138,12 @@ class LiteMedSamBoxSegmenter:
             self.features(ref.image[None])
         return len(references)
 
+    def forget(self, references: Sequence[ReferenceSlice], labels: Sequence[int]) -> int:
+        """Remove the cached encodings of these references."""
+        if self.cache is None:
+            return 0
+        return sum(self.cache.forget(r.image) for r in references)
+
     def segment(
         self,
         volume: Volume,

@@ -82,6 +82,14 @@ class Sam2MemorySegmenter:
             count += sum(len(row) for row in self.decoder.label_memories(images, masks))
         return count
 
+    def forget(self, references: Sequence[ReferenceSlice], labels: Sequence[int]) -> int:
+        """Drop the memories of these references (every label) from the bank and its folder."""
+        from rafss_core.segmentation.memory import content_key
+
+        model_id = self.decoder.model_id
+        return sum(self.decoder.bank.forget(content_key(model_id, r.image, r.labels == v))
+                   for r in references for v in labels)
+
     def segment(
         self,
         volume: Volume,

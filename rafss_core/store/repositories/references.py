@@ -356,3 +356,16 @@ def reference_counts(session: Session, task_id: int) -> tuple[int, int]:
         ReferenceCandidate.task_id == task_id,
         ReferenceCandidate.state == CandidateState.PENDING.value)).scalar_one()
     return int(approved), int(pending)
+
+
+def same_content_approved(session: Session, slice_id: int) -> bool:
+    """Whether another approved slice has exactly this slice's image and mask (then what was
+    precomputed for it is still in use)."""
+    me = sa.orm.aliased(ReferenceSlice)
+    return session.execute(
+        sa.select(ReferenceSlice.id).join(me, sa.and_(
+            me.id == slice_id, ReferenceSlice.image_npz == me.image_npz,
+            ReferenceSlice.mask_npz == me.mask_npz))
+        .where(ReferenceSlice.id != slice_id,
+               ReferenceSlice.state == ReferenceState.APPROVED.value).limit(1)
+    ).first() is not None
