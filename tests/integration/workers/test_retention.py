@@ -127,3 +127,18 @@ def test_a_pass_interrupted_midway_is_completed_by_the_next(world, worker_sessio
     assert _purged(worker_sessions, delivered["series_id"]) == [True, True]
     assert not any(p.exists() for p in delivered["spool"])
     assert run_retention(app, "test", now=LATER).spool.items == 0
+
+
+def test_cli_dry_run_reports_json(worker_db_url, tmp_path, monkeypatch):
+    import json
+
+    from typer.testing import CliRunner
+
+    from rafss_core.cli import app
+
+    monkeypatch.setenv("RAFSS_DATABASE_URL", worker_db_url)
+    result = CliRunner().invoke(app, ["retention", "run", "--dry-run", "--json",
+                                      "--data-dir", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["dry_run"] is True and set(report) == {"dry_run", "spool", "results"}
