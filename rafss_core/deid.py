@@ -28,13 +28,21 @@ from pydicom.uid import MRImageStorage
 
 
 def installation_seed(path: Path) -> str:
-    """The installation's secret seed, created (0600) on first use."""
+    """The installation's secret seed, created (0600) on first use; when several processes
+    race to create it, exactly one wins and all read the winner's seed."""
+    import os
+
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
         tmp.write_text(secrets.token_hex(32))
         tmp.chmod(0o600)
-        tmp.replace(path)
+        try:
+            os.link(tmp, path)  # atomic, and fails when another process created it first
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink(missing_ok=True)
     return path.read_text().strip()
 
 

@@ -113,6 +113,13 @@ def dicom_pair(series_files: Sequence[Path], seg_file: Path,
                            decoded.sop_instance_uid)
 
 
+def _key(*parts: str) -> str:
+    """A job idempotency key of bounded length (UIDs are up to 64 characters each)."""
+    import hashlib
+
+    return f"embed|{parts[0]}|" + hashlib.sha256("|".join(parts).encode()).hexdigest()
+
+
 def _queue(app: App, actor: str, task: str, task_id: int, source: str, payload: dict[str, Any],
            key: str, slices: int) -> ImportRequest:
     with app.sessions.begin() as s:
@@ -195,7 +202,7 @@ def import_received(app: App, actor: str, task: str, series_instance_uid: str,
     return _queue(app, actor, task, task_id, "received",
                   {"series_instance_uid": series_instance_uid,
                    "seg_sop_instance_uid": seg_sop_instance_uid},
-                  f"embed|received|{task}|{series_instance_uid}|{seg_sop_instance_uid}",
+                  _key("received", task, series_instance_uid, seg_sop_instance_uid),
                   av.volume.num_slices)
 
 

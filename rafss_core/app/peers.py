@@ -62,6 +62,9 @@ def _parse_address(address: str, protocol: str) -> tuple[str | None, str, int, s
         if url.scheme not in ("http", "https") or not url.hostname or not 0 < port < 65536:
             raise ValueError(f"destination {address!r} must be a DICOMweb base URL such as "
                              "https://pacs.example/dicom-web")
+        if url.username or url.password:
+            raise ValueError("put no credentials in a destination URL (every role can read "
+                             "destinations); use a network-level or TLS-client trust")
         return None, url.hostname, port, address.rstrip("/")
     raise ValueError(f"unknown protocol {protocol!r}; use c-store or stow-rs")
 

@@ -189,6 +189,11 @@ def revoke_slice(app: App, actor: str, slice_id: int, reason: str | None = None)
         InvalidTransitionError: it is already revoked.
     """
     with app.sessions.begin() as s:
+        current = s.get(ReferenceSlice, slice_id)
+        if current is not None and current.state == ReferenceState.CANDIDATE:
+            raise repo.InvalidTransitionError(
+                f"slice {slice_id} is a pending candidate: reject its candidate "
+                f"{current.candidate_id} instead")
         ref = repo.revoke_reference_slice(s, slice_id, actor=actor, reason=reason)
         ref_set = repo.create_reference_set(s, task_id=ref.task_id, actor=actor,
                                             note=f"slice {slice_id} revoked")

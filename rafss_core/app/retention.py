@@ -54,14 +54,13 @@ def run_retention(app: App, actor: str, *, dry_run: bool = False,
     spool_before = now - dt.timedelta(hours=st.spool_retention_hours)
     results_before = now - dt.timedelta(days=st.result_retention_days)
     report = RetentionReport(dry_run)
-    seen_spool: set[int] = set()
+    after = 0  # a cursor: a dry run marks nothing, so paging must not rely on marks
     while True:
         with app.sessions() as s:
-            files = [f for f in repo.eligible_spool_files(s, spool_before, batch)
-                     if f.instance_id not in seen_spool]
+            files = repo.eligible_spool_files(s, spool_before, batch, after)
         if not files:
             break
-        seen_spool.update(f.instance_id for f in files)
+        after = files[-1].instance_id
         for f in files:
             report.spool.bytes += _size(f.path)
             report.spool.files += 1
@@ -71,14 +70,13 @@ def run_retention(app: App, actor: str, *, dry_run: bool = False,
         if not dry_run:
             with app.sessions.begin() as s:
                 repo.mark_instances_purged(s, [f.instance_id for f in files])
-    seen_results: set[int] = set()
+    after = 0
     while True:
         with app.sessions() as s:
-            results = [r for r in repo.eligible_results(s, results_before, batch)
-                       if r.result_id not in seen_results]
+            results = repo.eligible_results(s, results_before, batch, after)
         if not results:
             break
-        seen_results.update(r.result_id for r in results)
+        after = results[-1].result_id
         for r in results:
             for path in r.paths:
                 report.results.bytes += _size(path)

@@ -50,7 +50,10 @@ def create_token(app: App, actor: str, *, role: str, name: str | None = None,
             raise ValueError(f"a given token must start with {PREFIX!r} and carry at least 32 "
                              "random characters (e.g. rafss_$(openssl rand -base64 32))")
         with app.sessions() as s:
-            existing = repo.active_token_by_hash(s, token_sha256(token))
+            existing = repo.token_by_hash(s, token_sha256(token))
+            if existing is not None and existing.revoked_at is not None:
+                raise ValueError("this token was revoked; put a new one in its place (e.g. "
+                                 "the Kubernetes Secret) and register that")
             if existing is not None:
                 return _view(existing), token
     token = token or PREFIX + secrets.token_urlsafe(32)

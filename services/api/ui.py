@@ -65,7 +65,17 @@ def login_page(request: Request, error: str | None = None) -> HTMLResponse:
     return _render(request, "login.html", None, error=error)
 
 
-@router.post("/login")
+def _same_origin(request: Request) -> None:
+    """Login and logout have no session yet to derive a CSRF token from: refuse a post that a
+    browser says came from another site (Origin, else Referer)."""
+    from urllib.parse import urlsplit
+
+    source = request.headers.get("origin") or request.headers.get("referer")
+    if source and urlsplit(source).netloc != request.url.netloc:
+        raise HTTPException(403, "cross-site login or logout refused")
+
+
+@router.post("/login", dependencies=[Depends(_same_origin)])
 def login(token: str = Form(...), app: App = Depends(get_app)) -> Response:
     if authenticate(app, token.strip()) is None:
         return RedirectResponse("/ui/login?error=unknown+or+revoked+token", 303)
@@ -75,7 +85,7 @@ def login(token: str = Form(...), app: App = Depends(get_app)) -> Response:
     return response
 
 
-@router.post("/logout")
+@router.post("/logout", dependencies=[Depends(_same_origin)])
 def logout() -> Response:
     response = RedirectResponse("/ui/login", 303)
     response.delete_cookie(SESSION_COOKIE, path="/")

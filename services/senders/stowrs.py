@@ -64,7 +64,10 @@ class StowRsSender:
                                              f"({type(exc).__name__})", permanent=True)
         if datasets:
             url = destination.url or ""
-            client = DICOMwebClient(url=url)
+            session = requests.Session()
+            if destination.tls_ca_file:  # a private CA for the PACS's certificate
+                session.verify = destination.tls_ca_file
+            client = DICOMwebClient(url=url, session=session, timeout=self.timeout)
             client.set_http_retry_params(retry=True, max_attempts=2,
                                          wait_exponential_multiplier=200,
                                          retriable_error_codes=(429, 500, 502, 503, 504))

@@ -146,6 +146,12 @@ def record_instance(session: Session, record: InstanceRecord) -> RecordedInstanc
         instance_id = session.execute(
             sa.select(Instance.id).where(Instance.sop_instance_uid == record.sop_instance_uid)
         ).scalar_one()
+        # a re-send after retention purged the file: the file is back, retention owns it again
+        session.execute(
+            sa.update(Instance)
+            .where(Instance.id == instance_id, Instance.purged_at.is_not(None))
+            .values(purged_at=None, spool_path=record.spool_path, size_bytes=record.size_bytes)
+        )
     return RecordedInstance(study_id, series_id, int(instance_id), created)
 
 

@@ -316,14 +316,19 @@ def requeue_job(session: Session, job_id: int) -> str:
     publishes it on its next tick) and ``last_error`` keeps its history with
     ``'; re-run requested'`` appended. The row is locked first, so a concurrent claim or
     re-run waits. LookupError when there is no such job, ValueError when it is queued or
-    running.
+    running, or a succeeded reference import (its candidate exists; running it again would
+    store the slices twice).
     """
-    current = session.execute(
-        sa.select(Job.state).where(Job.id == job_id).with_for_update()
-    ).scalar_one_or_none()
-    if current is None:
+    row = session.execute(
+        sa.select(Job.state, Job.kind).where(Job.id == job_id).with_for_update()
+    ).one_or_none()
+    if row is None:
         raise LookupError(f"no job {job_id}")
+    current, kind = row
     previous = JobState(current).value
+    if previous == JobState.SUCCEEDED.value and kind == JobKind.EMBED_REFERENCES.value:
+        raise ValueError(f"job {job_id} already imported its references as a candidate; "
+                         "import again instead of re-running it")
     if previous in _NOT_REQUEUEABLE:
         raise ValueError(f"job {job_id} is {previous}: only a failed, dead or succeeded job "
                          "can be re-run")

@@ -13,24 +13,27 @@ from rafss_core.store.models import Instance, Job, Result, Series
 
 
 def series_spool_paths(session: Session, series_instance_uid: str) -> list[Path]:
-    """Spool files of a received series' valid instances ([] when unknown)."""
+    """Spool files of a received series' valid instances ([] when unknown or purged by
+    retention)."""
     return [Path(p) for p in session.execute(
         sa.select(Instance.spool_path).join(Series, Series.id == Instance.series_id)
         .where(Series.series_instance_uid == series_instance_uid,
-               Instance.state != InstanceState.INVALID.value)
+               Instance.state != InstanceState.INVALID.value, Instance.purged_at.is_(None))
         .order_by(Instance.id)).scalars()]
 
 
 def series_spool_paths_by_id(session: Session, series_id: int) -> list[Path]:
     return [Path(p) for p in session.execute(
         sa.select(Instance.spool_path).where(
-            Instance.series_id == series_id, Instance.state != InstanceState.INVALID.value)
+            Instance.series_id == series_id, Instance.state != InstanceState.INVALID.value,
+            Instance.purged_at.is_(None))
         .order_by(Instance.id)).scalars()]
 
 
 def instance_spool_path(session: Session, sop_instance_uid: str) -> Path | None:
     path = session.execute(sa.select(Instance.spool_path).where(
-        Instance.sop_instance_uid == sop_instance_uid)).scalar_one_or_none()
+        Instance.sop_instance_uid == sop_instance_uid,
+        Instance.purged_at.is_(None))).scalar_one_or_none()
     return None if path is None else Path(path)
 
 

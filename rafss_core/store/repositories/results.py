@@ -19,5 +19,5 @@ def upsert_result(session: Session, *, job_id: int, seg_sop_instance_uid: str,
         seg_series_instance_uid=seg_series_instance_uid, path=path, report_path=report_path,
         details=details,
     ).on_conflict_do_update(index_elements=["job_id"], set_={
-        "path": path, "report_path": report_path, "details": details})
+        "path": path, "report_path": report_path, "details": details, "purged_at": None})
         .returning(Result.id)).scalar_one())

@@ -37,7 +37,7 @@ WITH blocked AS (  -- series something still needs
 )
 SELECT i.id, i.spool_path, coalesce(i.size_bytes, 0) AS size_bytes
 FROM instances i JOIN activity a ON a.id = i.series_id
-WHERE i.purged_at IS NULL AND a.at < :before
+WHERE i.purged_at IS NULL AND a.at < :before AND i.id > :after
   AND i.series_id NOT IN (SELECT series_id FROM blocked WHERE series_id IS NOT NULL)
 ORDER BY i.id
 LIMIT :limit
@@ -46,7 +46,7 @@ LIMIT :limit
 _RESULTS = sa.text("""
 SELECT r.id, r.path, r.report_path
 FROM results r JOIN jobs j ON j.id = r.job_id
-WHERE r.purged_at IS NULL AND r.created_at < :before
+WHERE r.purged_at IS NULL AND r.created_at < :before AND r.id > :after
   AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.result_id = r.id AND d.status <> :delivered)
   AND NOT EXISTS (SELECT 1 FROM jobs c WHERE c.state <> :succeeded
                   AND c.payload->>'corrected_job_id' = j.id::text)
@@ -68,21 +68,23 @@ class ResultFiles:
     paths: tuple[str, ...]
 
 
-def _params(before: dt.datetime, limit: int) -> dict[str, object]:
-    return {"before": before, "limit": limit, "succeeded": JobState.SUCCEEDED.value,
+def _params(before: dt.datetime, limit: int, after: int) -> dict[str, object]:
+    return {"before": before, "limit": limit, "after": after, "succeeded": JobState.SUCCEEDED.value,
             "delivered": DeliveryStatus.SUCCEEDED.value, "routed": SeriesState.ROUTED.value}
 
 
-def eligible_spool_files(session: Session, before: dt.datetime,
-                         limit: int = 1000) -> list[SpoolFile]:
+def eligible_spool_files(session: Session, before: dt.datetime, limit: int = 1000,
+                         after: int = 0) -> list[SpoolFile]:
+    """The next ``limit`` eligible spool files with an instance id above ``after``."""
     return [SpoolFile(int(i), str(p), int(n))
-            for i, p, n in session.execute(_SPOOL, _params(before, limit)).all()]
+            for i, p, n in session.execute(_SPOOL, _params(before, limit, after)).all()]
 
 
-def eligible_results(session: Session, before: dt.datetime,
-                     limit: int = 1000) -> list[ResultFiles]:
+def eligible_results(session: Session, before: dt.datetime, limit: int = 1000,
+                     after: int = 0) -> list[ResultFiles]:
+    """The next ``limit`` eligible results with an id above ``after``."""
     return [ResultFiles(int(i), tuple(x for x in (p, rp) if x))
-            for i, p, rp in session.execute(_RESULTS, _params(before, limit)).all()]
+            for i, p, rp in session.execute(_RESULTS, _params(before, limit, after)).all()]
 
 
 def mark_instances_purged(session: Session, ids: list[int]) -> None:

@@ -39,3 +39,9 @@ def revoke_token(session: Session, token_id: int) -> ApiToken:
         token.revoked_at = sa.func.now()  # type: ignore[assignment]
         session.flush()
     return token
+
+
+def token_by_hash(session: Session, token_sha256: str) -> ApiToken | None:
+    """The token with this hash, revoked or not."""
+    return session.execute(sa.select(ApiToken).where(ApiToken.token_sha256 == token_sha256)
+                           ).scalar_one_or_none()

@@ -72,6 +72,13 @@ def test_admin_writes_are_audited_with_the_actor(api):
         "task": api.task, "series_description": "(unclosed"}).status_code == 422
     assert api.client.post("/api/destinations", headers=h, json={
         "name": "bad", "address": "not an address"}).status_code == 422
+    r = api.client.post("/api/destinations", headers=h, json={
+        "name": "web", "address": "https://user:secret@pacs.example/dicom-web",
+        "protocol": "stow-rs"})
+    assert r.status_code == 422 and "credentials" in r.json()["detail"]
+    assert api.client.post("/api/destinations", headers=h, json={
+        "name": f"web-{uuid.uuid4().hex[:4]}", "address": "https://pacs.example/dicom-web",
+        "protocol": "stow-rs"}).json()["protocol"] == "stow-rs"
     actions = {(e["actor"], e["action"]) for e in api.client.get(
         "/api/audit", headers=api.headers("reviewer")).json()}
     admin = next(a for a, _ in actions if a.startswith("token:admin-"))

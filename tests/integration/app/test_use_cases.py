@@ -87,6 +87,10 @@ def test_review_states_and_versions(app, tiny):
         references.revoke_slice(app, "r", first.id)
     with pytest.raises(LookupError):
         references.approve_candidate(app, "r", 10**9)
+    pending = references.import_volumes(app, "cli", name, [_volume(2)], segmenter=tiny)
+    candidate_slice = references.list_slices(app, name, candidate_id=pending.id)[0]
+    with pytest.raises(InvalidTransitionError, match="reject its candidate"):
+        references.revoke_slice(app, "r", candidate_slice.id)
     with pytest.raises(ValueError, match="unknown candidate state"):
         references.list_candidates(app, name, "maybe")
     png = references.slice_thumbnail(app, first.id)
@@ -107,8 +111,15 @@ def test_tokens_authenticate_until_revoked(app):
     assert token.startswith("rafss_") and len(token) > 40
     assert tokens.authenticate(app, token).role == "reviewer"
     assert tokens.authenticate(app, token + "x") is None
-    listed = {t.id: t for t in tokens.list_tokens(app)}
-    assert token not in repr(listed[view.id])  # only the hash is stored
+    import hashlib
+
+    from rafss_core.store.models import ApiToken
+
+    with app.sessions() as s:  # only the hash is stored, in no column the token itself
+        row = s.get(ApiToken, view.id)
+        stored = [str(getattr(row, c.key)) for c in ApiToken.__table__.columns]
+    assert row.token_sha256 == hashlib.sha256(token.encode()).hexdigest()
+    assert not any(token in value for value in stored)
     tokens.revoke_token(app, "cli", view.id)
     assert tokens.authenticate(app, token) is None
     with pytest.raises(ValueError, match="unknown role"):
@@ -128,6 +139,13 @@ def test_rerun_is_audited_and_refused_while_queued(app):
         attempt, _ = claim_job(s, job_id)
         finish_job(s, job_id, attempt, "dead", "boom")
     assert jobs.rerun_job(app, "cli", job_id).state == "queued"
+    with app.sessions.begin() as s:  # a finished import is not re-run: import again
+        imp, _ = create_job(s, kind="embed_references", idempotency_key=uuid.uuid4().hex,
+                            payload={})
+        attempt, _ = claim_job(s, imp)
+        finish_job(s, imp, attempt, "succeeded", None)
+    with pytest.raises(ValueError, match="import again"):
+        jobs.rerun_job(app, "cli", imp)
     assert [e.details for e in list_audit(app, action="job.rerun", object_id=str(job_id))] == \
         [{"from": "dead"}]
 
@@ -140,3 +158,6 @@ def test_a_given_token_is_registered_once(app):
     assert tokens.authenticate(app, given).role == "admin"
     with pytest.raises(ValueError, match="at least 32"):
         tokens.create_token(app, "k8s", role="admin", token="rafss_short")
+    tokens.revoke_token(app, "ops", view.id)  # rotated: the old one may not come back
+    with pytest.raises(ValueError, match="revoked"):
+        tokens.create_token(app, "k8s", role="admin", name="bootstrap", token=given)

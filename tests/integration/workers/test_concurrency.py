@@ -42,17 +42,15 @@ def test_two_scps_recording_one_series_make_one_series(worker_sessions):
     uids = [f"2.25.{uuid.uuid4().int}" for _ in range(24)]
 
     def scp(i: int) -> None:  # each SCP receives every other instance, and one duplicate
+        from services.ingest import HeaderInfo
+        from services.scp import store_instance
+
         for uid in [*uids[i::2], uids[0]]:
-            for _ in range(10):  # a unique-key race may abort a transaction: the SCP retries
-                try:
-                    with worker_sessions.begin() as s:
-                        record_instance(s, InstanceRecord(
-                            study_instance_uid=study, series_instance_uid=series,
-                            sop_instance_uid=uid, sop_class_uid=MR, modality="MR",
-                            spool_path=f"/spool/{uid}.dcm"))
-                    break
-                except sa.exc.IntegrityError:
-                    continue
+            # exactly what the SCP's C-STORE handler calls, once: no retry hides a race
+            store_instance(HeaderInfo(InstanceRecord(
+                study_instance_uid=study, series_instance_uid=series, sop_instance_uid=uid,
+                sop_class_uid=MR, modality="MR", spool_path=f"/spool/{uid}.dcm")),
+                worker_sessions)
 
     assert _race(2, scp) == []
     with worker_sessions() as s:

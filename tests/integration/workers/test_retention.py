@@ -116,6 +116,16 @@ def test_exactly_the_eligible_files_go(world, worker_sessions):
         assert s.get(Result, cases["dead delivery"]["result_id"]).purged_at is None
     again = run_retention(app, "test", now=LATER)
     assert (again.spool.items, again.results.items) == (0, 0)
+    # the study is sent again after it was purged: the file is back and retention owns it
+    path = cases["delivered"]["spool"][0]
+    path.write_bytes(b"y" * 10)
+    with worker_sessions.begin() as s:
+        row = s.execute(sa.select(Instance).where(Instance.spool_path == str(path))).scalar_one()
+        record_instance(s, InstanceRecord(
+            study_instance_uid="2.25.1", series_instance_uid="x", sop_instance_uid=
+            row.sop_instance_uid, sop_class_uid=MR, spool_path=str(path), size_bytes=10))
+    assert sorted(_purged(worker_sessions, cases["delivered"]["series_id"])) == [False, True]
+    assert run_retention(app, "test", now=LATER).spool.items == 1 and not path.exists()
 
 
 def test_a_pass_interrupted_midway_is_completed_by_the_next(world, worker_sessions):
