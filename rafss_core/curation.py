@@ -94,12 +94,62 @@ class AnnotatedVolume:
     seg_uid: str | None = None
 
 
-def nifti_volumes(images_dir: Path, labels_dir: Path, cases: Sequence[str] | None,
-                  modality: str) -> list[AnnotatedVolume]:
-    """NIfTI pairs; UIDs are derived from the case id (NIfTI has none)."""
+def nifti_pair(image: Path, label: Path, modality: str, case: str) -> AnnotatedVolume:
+    """An image and its label map as NIfTI; UIDs derive from ``case`` (NIfTI has none)."""
     from pydicom.uid import generate_uid
 
     from rafss_core.datasets.nifti import read_volume
+
+    try:
+        volume = read_volume(image, modality)
+    except Exception as exc:
+        raise ValueError(f"the image is not a readable NIfTI file ({type(exc).__name__}: "
+                         f"{str(exc)[:200]})") from None
+    try:
+        label_volume = read_volume(label)
+    except Exception as exc:
+        raise ValueError(f"the label is not a readable NIfTI file ({type(exc).__name__}: "
+                         f"{str(exc)[:200]})") from None
+    if label_volume.shape != volume.shape:
+        raise ValueError(f"image {volume.shape} and label {label_volume.shape} differ in "
+                         "geometry: they must be the same grid")
+    if not np.allclose(label_volume.spacing, volume.spacing, rtol=1e-3, atol=1e-3):
+        raise ValueError(f"image spacing {tuple(volume.spacing)} and label spacing "
+                         f"{tuple(label_volume.spacing)} differ: they must be the same grid")
+    series = generate_uid(prefix=None, entropy_srcs=["nifti-series", case])
+    return AnnotatedVolume(
+        volume, np.rint(label_volume.array).astype(np.int16),
+        generate_uid(prefix=None, entropy_srcs=["nifti-study", case]), series,
+        [generate_uid(prefix=None, entropy_srcs=[series, str(z)])
+         for z in range(volume.num_slices)])
+
+
+def dicom_pair(series_files: Sequence[Path], seg_file: Path,
+               segments: Sequence[Any] | None) -> AnnotatedVolume:
+    """A DICOM series and a SEG that annotates it, matched to the task's labels."""
+    from rafss_core.dicom.seg import read_seg
+    from rafss_core.dicom.series import load_series
+
+    if not series_files:
+        raise ValueError("no image instances: send the series the SEG annotates")
+    try:
+        loaded = load_series(list(series_files))
+    except Exception as exc:
+        raise ValueError(f"the series cannot be loaded ({type(exc).__name__}: "
+                         f"{str(exc)[:200]})") from None
+    try:
+        decoded = read_seg(seg_file, loaded, segments=segments)
+    except Exception as exc:
+        raise ValueError(f"the SEG does not fit the series or the task ({type(exc).__name__}: "
+                         f"{str(exc)[:200]})") from None
+    return AnnotatedVolume(loaded.volume, decoded.labels, loaded.study_instance_uid,
+                           loaded.series_instance_uid, loaded.sop_instance_uids,
+                           decoded.sop_instance_uid)
+
+
+def nifti_volumes(images_dir: Path, labels_dir: Path, cases: Sequence[str] | None,
+                  modality: str) -> list[AnnotatedVolume]:
+    """NIfTI pairs of a dataset folder (see :func:`nifti_pair`)."""
     from rafss_core.predict import case_id_of, reference_pairs
 
     out = []
@@ -107,13 +157,7 @@ def nifti_volumes(images_dir: Path, labels_dir: Path, cases: Sequence[str] | Non
         case = case_id_of(image)
         if cases and case not in cases and case.split("_")[0] not in cases:
             continue
-        volume = read_volume(image, modality)
-        labels = read_volume(label).array.astype(np.int16)
-        series = generate_uid(prefix=None, entropy_srcs=["nifti-series", case])
-        out.append(AnnotatedVolume(
-            volume, labels, generate_uid(prefix=None, entropy_srcs=["nifti-study", case]),
-            series, [generate_uid(prefix=None, entropy_srcs=[series, str(z)])
-                     for z in range(volume.num_slices)]))
+        out.append(nifti_pair(image, label, modality, case))
     if cases and not out:
         raise FileNotFoundError(f"none of the cases {list(cases)} found in {images_dir}")
     return out
@@ -121,14 +165,6 @@ def nifti_volumes(images_dir: Path, labels_dir: Path, cases: Sequence[str] | Non
 
 def dicom_volume(dicom_dir: Path, seg_file: Path, segments: Sequence[Any] | None = None
                  ) -> AnnotatedVolume:
-    """A DICOM series plus a DICOM-SEG that annotates it; with the task's ``segments`` the SEG's
-    segments are matched to the task's labels by code, then by name."""
-    from rafss_core.dicom.seg import read_seg
-    from rafss_core.dicom.series import load_series
-
-    files = sorted(p for p in dicom_dir.rglob("*") if p.is_file())
-    loaded = load_series(files)
-    decoded = read_seg(seg_file, loaded, segments=segments)
-    return AnnotatedVolume(loaded.volume, decoded.labels, loaded.study_instance_uid,
-                           loaded.series_instance_uid, loaded.sop_instance_uids,
-                           decoded.sop_instance_uid)
+    """A DICOM series folder plus a DICOM-SEG that annotates it (see :func:`dicom_pair`)."""
+    return dicom_pair(sorted(p for p in dicom_dir.rglob("*") if p.is_file()), seg_file,
+                      segments)

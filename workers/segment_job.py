@@ -138,7 +138,8 @@ def encode_report(inputs: JobInputs, loaded: Any, seg: Any, labels: np.ndarray,
 
     similarity = np.asarray(result.slice_similarity, dtype=np.float64)
     scores = np.asarray(result.object_scores, dtype=np.float64)
-    kept = [z for z in range(len(similarity)) if z not in set(flagged)]
+    skipped = set(flagged)
+    kept = [z for z in range(len(similarity)) if z not in skipped]
     object_scores = {value: float(np.mean(scores[kept, i]))
                      for i, value in enumerate(sorted(result.labels))
                      if scores.ndim == 2 and i < scores.shape[1] and kept}

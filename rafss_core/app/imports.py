@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from rafss_core.app.context import App
-from rafss_core.curation import AnnotatedVolume, task_segments
+from rafss_core.curation import AnnotatedVolume, dicom_pair, nifti_pair, task_segments
 from rafss_core.segmentation.segmenter import Segmenter
 from rafss_core.store.enums import JobKind, ReferenceOrigin
 from rafss_core.store.repositories import audit
@@ -58,59 +58,6 @@ def _check_labels(labels: np.ndarray, allowed: set[int], task: str) -> None:
                          f"(it has {sorted(allowed)})")
     if not np.any(labels):
         raise ValueError("the label image is empty: nothing to learn from")
-
-
-def nifti_pair(image: Path, label: Path, modality: str, case: str) -> AnnotatedVolume:
-    """An image and its label map as NIfTI; UIDs derive from ``case`` (NIfTI has none)."""
-    from pydicom.uid import generate_uid
-
-    from rafss_core.datasets.nifti import read_volume
-
-    try:
-        volume = read_volume(image, modality)
-    except Exception as exc:
-        raise ValueError(f"the image is not a readable NIfTI file ({type(exc).__name__}: "
-                         f"{str(exc)[:200]})") from None
-    try:
-        label_volume = read_volume(label)
-    except Exception as exc:
-        raise ValueError(f"the label is not a readable NIfTI file ({type(exc).__name__}: "
-                         f"{str(exc)[:200]})") from None
-    if label_volume.shape != volume.shape:
-        raise ValueError(f"image {volume.shape} and label {label_volume.shape} differ in "
-                         "geometry: they must be the same grid")
-    if not np.allclose(label_volume.spacing, volume.spacing, rtol=1e-3, atol=1e-3):
-        raise ValueError(f"image spacing {tuple(volume.spacing)} and label spacing "
-                         f"{tuple(label_volume.spacing)} differ: they must be the same grid")
-    series = generate_uid(prefix=None, entropy_srcs=["nifti-series", case])
-    return AnnotatedVolume(
-        volume, np.rint(label_volume.array).astype(np.int16),
-        generate_uid(prefix=None, entropy_srcs=["nifti-study", case]), series,
-        [generate_uid(prefix=None, entropy_srcs=[series, str(z)])
-         for z in range(volume.num_slices)])
-
-
-def dicom_pair(series_files: Sequence[Path], seg_file: Path,
-               segments: Sequence[Any]) -> AnnotatedVolume:
-    """A DICOM series and a SEG that annotates it, matched to the task's labels."""
-    from rafss_core.dicom.seg import read_seg
-    from rafss_core.dicom.series import load_series
-
-    if not series_files:
-        raise ValueError("no image instances: send the series the SEG annotates")
-    try:
-        loaded = load_series(list(series_files))
-    except Exception as exc:
-        raise ValueError(f"the series cannot be loaded ({type(exc).__name__}: "
-                         f"{str(exc)[:200]})") from None
-    try:
-        decoded = read_seg(seg_file, loaded, segments=segments)
-    except Exception as exc:
-        raise ValueError(f"the SEG does not fit the series or the task ({type(exc).__name__}: "
-                         f"{str(exc)[:200]})") from None
-    return AnnotatedVolume(loaded.volume, decoded.labels, loaded.study_instance_uid,
-                           loaded.series_instance_uid, loaded.sop_instance_uids,
-                           decoded.sop_instance_uid)
 
 
 def _key(*parts: str) -> str:

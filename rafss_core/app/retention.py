@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from sqlalchemy.orm import Session
 
 from rafss_core.app.context import App
 from rafss_core.store.repositories import audit
@@ -45,6 +48,31 @@ def _size(path: str) -> int:
         return 0
 
 
+def _pass(app: App, category: Category, dry_run: bool,
+          fetch: Callable[[Session, int], list[Any]], id_of: Callable[[Any], int],
+          paths_of: Callable[[Any], tuple[str, ...]],
+          mark: Callable[[Session, list[int]], None]) -> None:
+    """One category, batch by batch: delete the files, then mark the rows (see the module
+    docstring). Pages by id cursor, since a dry run marks nothing."""
+    after = 0
+    while True:
+        with app.sessions() as s:
+            items = fetch(s, after)
+        if not items:
+            return
+        after = id_of(items[-1])
+        for item in items:
+            for path in paths_of(item):
+                category.bytes += _size(path)
+                category.files += 1
+                if not dry_run:
+                    Path(path).unlink(missing_ok=True)
+        category.items += len(items)
+        if not dry_run:
+            with app.sessions.begin() as s:
+                mark(s, [id_of(i) for i in items])
+
+
 def run_retention(app: App, actor: str, *, dry_run: bool = False,
                   now: dt.datetime | None = None, batch: int = 500) -> RetentionReport:
     """Delete the spool files and result files past their window (or, with ``dry_run``, only
@@ -54,39 +82,12 @@ def run_retention(app: App, actor: str, *, dry_run: bool = False,
     spool_before = now - dt.timedelta(hours=st.spool_retention_hours)
     results_before = now - dt.timedelta(days=st.result_retention_days)
     report = RetentionReport(dry_run)
-    after = 0  # a cursor: a dry run marks nothing, so paging must not rely on marks
-    while True:
-        with app.sessions() as s:
-            files = repo.eligible_spool_files(s, spool_before, batch, after)
-        if not files:
-            break
-        after = files[-1].instance_id
-        for f in files:
-            report.spool.bytes += _size(f.path)
-            report.spool.files += 1
-            if not dry_run:
-                Path(f.path).unlink(missing_ok=True)
-        report.spool.items += len(files)
-        if not dry_run:
-            with app.sessions.begin() as s:
-                repo.mark_instances_purged(s, [f.instance_id for f in files])
-    after = 0
-    while True:
-        with app.sessions() as s:
-            results = repo.eligible_results(s, results_before, batch, after)
-        if not results:
-            break
-        after = results[-1].result_id
-        for r in results:
-            for path in r.paths:
-                report.results.bytes += _size(path)
-                report.results.files += 1
-                if not dry_run:
-                    Path(path).unlink(missing_ok=True)
-        report.results.items += len(results)
-        if not dry_run:
-            with app.sessions.begin() as s:
-                repo.mark_results_purged(s, [r.result_id for r in results])
+    _pass(app, report.spool, dry_run, lambda s, after: repo.eligible_spool_files(
+        s, spool_before, batch, after), lambda f: f.instance_id, lambda f: (f.path,),
+        repo.mark_instances_purged)
+    _pass(app, report.results, dry_run, lambda s, after: repo.eligible_results(
+        s, results_before, batch, after), lambda r: r.result_id, lambda r: r.paths,
+        repo.mark_results_purged)
     if dry_run or report.spool.items or report.results.items:
         with app.sessions.begin() as s:
             audit(s, actor=actor, action="retention.dry_run" if dry_run else "retention.run",

@@ -457,9 +457,8 @@ def load_models(spec: str | ModelSpec, models_dir: Path | None = None,
         dino = build_dinov2(TINY_RANDOM, None, device)
         return ModelBundle(sam, dino, *TINY_IDS, "random", str(spec))
     if models_dir is None:
-        from rafss_core.config import Settings
-
-        models_dir = Settings.load().models_dir
+        raise ModelSpecError(f"models {spec}: pass the folder where `rafss models import` "
+                             "keeps checkpoints (models_dir)")
     registry = ModelRegistry.open(models_dir)
     sam_path, sam_sha = registry.resolve(spec.sam)
     dino_path, dino_sha = registry.resolve(spec.dino)
