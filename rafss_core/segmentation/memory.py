@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from rafss_core.segmentation.devices import Precision, autocast, default_batch_size
 from rafss_core.segmentation.volume import image_to_model, mask_to_model
 
 if TYPE_CHECKING:
@@ -79,11 +80,15 @@ class MemoryBank:
     In memory: bfloat16 spatial memory, 0.5 MB each at 1024 px. On disk (``directory``): the
     same tensors, written when a memory is first built (e.g. when a reference is approved), so
     memories survive restarts and are shared by every worker on the same data directory.
+    Memories read from the folder are loaded onto ``device`` (the decoder's, set by
+    :class:`MemoryDecoder`), so they stay resident there and no batch copies them again.
     """
 
-    def __init__(self, capacity: int = 4096, directory: Path | None = None) -> None:
+    def __init__(self, capacity: int = 4096, directory: Path | None = None,
+                 device: str | None = None) -> None:
         self.capacity = capacity
         self.directory = directory
+        self.device = device
         self._items: OrderedDict[str, ReferenceMemory] = OrderedDict()
         self.hits = 0
         self.disk_hits = 0
@@ -149,7 +154,7 @@ class MemoryBank:
         from safetensors.torch import load_file
 
         try:
-            t = load_file(str(path))
+            t = load_file(str(path), device=self.device or "cpu")
             return ReferenceMemory(t["maskmem_features"], t["obj_ptr"], t["object_score_logits"])
         except Exception:
             log.warning("unreadable memory file %s: rebuilding it", path.name)
@@ -187,14 +192,24 @@ class DecodeOutput:
 
 
 class MemoryDecoder:
-    """Reference memories and memory-conditioned decoding on one SAM 2 model."""
+    """Reference memories and memory-conditioned decoding on one SAM 2 model, on the model's
+    device.
+
+    ``batch_size`` is both the encoder batch (slices) and the decode batch ((slice, label)
+    pairs); None picks :func:`~rafss_core.segmentation.devices.default_batch_size`.
+    ``precision="bf16"`` runs target encoding and decoding under bf16 autocast; reference
+    memories are always built in fp32 (see :mod:`rafss_core.segmentation.devices`).
+    """
 
     def __init__(self, sam: Any, model_id: str, bank: MemoryBank | None = None,
-                 batch_size: int = 8) -> None:
+                 batch_size: int | None = None, precision: Precision = "fp32") -> None:
         self.sam = sam
         self.model_id = model_id
         self.bank = bank if bank is not None else MemoryBank()
-        self.batch_size = batch_size
+        if self.bank.device is None:
+            self.bank.device = str(self.device)
+        self.batch_size = batch_size or default_batch_size(self.device)
+        self.precision = precision
         self._maskmem_pos_enc: list[torch.Tensor] | None = None
 
     @property
@@ -207,15 +222,18 @@ class MemoryDecoder:
 
     # ---------------------------------------------------------------- image features
 
-    def image_features(self, slices: np.ndarray) -> ImageFeatures:
-        """Backbone features for ``(N, H, W)`` slices in [0, 1], batched."""
+    def image_features(self, slices: np.ndarray, reference: bool = False) -> ImageFeatures:
+        """Backbone features for ``(N, H, W)`` slices in [0, 1], batched, at the decoder's
+        precision (``reference=True``: always fp32, for reference memories)."""
         import torch
 
+        precision: Precision = "fp32" if reference else self.precision
         parts: list[tuple[list, list, list]] = []
-        with torch.inference_mode():
+        with torch.inference_mode(), autocast(self.device, precision):
             for start in range(0, len(slices), self.batch_size):
-                x = image_to_model(slices[start : start + self.batch_size], self.image_size)
-                backbone_out = self.sam.forward_image(x.to(self.device))
+                x = image_to_model(slices[start : start + self.batch_size], self.image_size,
+                                   self.device)
+                backbone_out = self.sam.forward_image(x)
                 _, feats, pos, sizes = self.sam._prepare_backbone_features(backbone_out)
                 parts.append((feats, pos, sizes))
         levels = len(parts[0][0])
@@ -257,7 +275,7 @@ class MemoryDecoder:
                                                      for li in range(n_labels))]
         for start in range(0, len(missing), self.batch_size):
             chunk = missing[start : start + self.batch_size]
-            feats = self.image_features(images[chunk])
+            feats = self.image_features(images[chunk], reference=True)
             for li in range(n_labels):
                 memories = self._encode_references(feats, label_masks[li, chunk])
                 for r, mem in zip(chunk, memories, strict=True):
@@ -347,7 +365,7 @@ class MemoryDecoder:
             non_cond[k] = previous
             frame_idx, num_frames = k + 1, k + 2
         feats, pos, sizes = features.take(target_index)
-        with torch.inference_mode():
+        with torch.inference_mode(), autocast(self.device, self.precision):
             out = sam.track_step(
                 frame_idx=frame_idx, is_init_cond_frame=False,
                 current_vision_feats=feats, current_vision_pos_embeds=pos, feat_sizes=sizes,

@@ -12,11 +12,20 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+if TYPE_CHECKING:
+    import torch
+
 from rafss_core.segmentation.embedder import SliceEmbedder
-from rafss_core.segmentation.memory import MemoryDecoder, ReferenceMemory, ReferenceOrder
+from rafss_core.segmentation.memory import (
+    DecodeOutput,
+    MemoryDecoder,
+    ReferenceMemory,
+    ReferenceOrder,
+)
 from rafss_core.segmentation.models import ModelBundle
 from rafss_core.segmentation.retrieval import (
     ExactIndex,
@@ -55,7 +64,7 @@ class SegmentOptions:
     k: int = 4
     order: ReferenceOrder = "nearest"
     propagate: bool = False  # previous target slice as a non-conditioning memory
-    slice_chunk: int = 8  # slices whose image features are held at once
+    slice_chunk: int | None = None  # slices whose features are held at once (None: by batch)
     progress: bool = False
 
 
@@ -136,57 +145,65 @@ def segment(
 
     memories = _memories(decoder, references, neighbours, values)
     z_count, h, w = slices.shape
-    best = np.full((z_count, h, w), -np.inf, dtype=np.float32)
+    n_labels = len(values)
+    device = decoder.device
     label_map = np.zeros((z_count, h, w), dtype=np.uint16)
-    scores = np.zeros((z_count, len(values)), dtype=np.float32)
-
-    def take(zs: Sequence[int], out_logits: torch.Tensor, obj: torch.Tensor,
-             pairs: Sequence[tuple[int, int]]) -> None:
-        logits = logits_to_source(out_logits, (h, w))[:, 0].float().cpu().numpy()
-        for (z, li), lg, s in zip(pairs, logits, obj.float().cpu().numpy(), strict=True):
-            scores[z, li] = s
-            merge_label_logits(best[z], label_map[z], lg, values[li])
+    scores = torch.zeros((z_count * n_labels,), dtype=torch.float32, device=device)
+    lut = torch.as_tensor(values, dtype=torch.int32, device=device)
+    chunk_size = opts.slice_chunk or max(8, decoder.batch_size)
 
     bar = tqdm(total=z_count, desc="segment slices", unit="slice", disable=not opts.progress)
     previous = None
-    for start in range(0, z_count, opts.slice_chunk):
-        zs = list(range(start, min(start + opts.slice_chunk, z_count)))
+    for start in range(0, z_count, chunk_size):
+        zs = list(range(start, min(start + chunk_size, z_count)))
+        # this chunk's logits on the source grid, (slice, label) flattened; stays on the device
+        logits = torch.empty((len(zs) * n_labels, h, w), dtype=torch.float32, device=device)
+
+        def take(out: DecodeOutput, pairs: Sequence[tuple[int, int]],
+                 logits: torch.Tensor = logits, start: int = start) -> None:
+            rows = torch.as_tensor([(z - start) * n_labels + li for z, li in pairs],
+                                   device=device)
+            logits[rows] = logits_to_source(out.low_res_logits.float(), (h, w))[:, 0]
+            scores[rows + start * n_labels] = out.object_scores.float()
+
         feats = decoder.image_features(slices[zs])
         if opts.propagate:  # sequential in z, batched over labels
             for local, z in enumerate(zs):
-                pairs = [(z, li) for li in range(len(values))]
+                pairs = [(z, li) for li in range(n_labels)]
                 mems = [[memories[(key, values[li])] for key in neighbours.keys[z]]
                         for _, li in pairs]
                 out = decoder.decode(feats, [local] * len(pairs), mems, opts.order,
                                      previous=previous, keep_memory=True)
                 previous = out.step_outputs
-                take(zs, out.low_res_logits, out.object_scores, pairs)
+                take(out, pairs)
                 bar.update(1)
-            continue
-        pairs = [(z, li) for z in zs for li in range(len(values))]
-        for b in range(0, len(pairs), decoder.batch_size):
-            chunk = pairs[b : b + decoder.batch_size]
-            mems = [[memories[(key, values[li])] for key in neighbours.keys[z]] for z, li in chunk]
-            out = decoder.decode(feats, [z - start for z, _ in chunk], mems, opts.order)
-            take(zs, out.low_res_logits, out.object_scores, chunk)
-        bar.update(len(zs))
+        else:
+            pairs = [(z, li) for z in zs for li in range(n_labels)]
+            for b in range(0, len(pairs), decoder.batch_size):
+                chunk = pairs[b : b + decoder.batch_size]
+                mems = [[memories[(key, values[li])] for key in neighbours.keys[z]]
+                        for z, li in chunk]
+                take(decoder.decode(feats, [z - start for z, _ in chunk], mems, opts.order),
+                     chunk)
+            bar.update(len(zs))
+        merged = merge_labels(logits.view(len(zs), n_labels, h, w), lut)
+        label_map[start : start + len(zs)] = merged.cpu().numpy().astype(np.uint16)
     bar.close()
     names = {v: (label_names or {}).get(v, str(v)) for v in values}
-    return LabelMap(volume.with_array(label_map), names, neighbours.best_similarity, scores,
-                    embeddings)
+    return LabelMap(volume.with_array(label_map), names, neighbours.best_similarity,
+                    scores.view(z_count, n_labels).cpu().numpy(), embeddings)
 
 
-def merge_label_logits(best: np.ndarray, label_map: np.ndarray, logits: np.ndarray,
-                       value: int) -> None:
-    """Streaming per-pixel argmax over labels, in place.
+def merge_labels(logits: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    """Per-pixel argmax over labels: ``(Z, L, H, W)`` logits -> ``(Z, H, W)`` label values.
 
-    Labels must arrive in order; a pixel takes ``value`` where its logit beats every earlier
-    label's (strictly, so ties keep the first label) and is >= 0. Where every logit is below 0
-    the pixel stays background.
+    A pixel takes ``values[l]`` for the label with the highest logit (ties keep the first
+    label) when that logit is >= 0, and background (0) where every logit is below 0.
     """
-    win = (logits > best) & (logits >= 0)
-    label_map[win] = value
-    np.maximum(best, logits, out=best)
+    import torch
+
+    best, index = logits.max(dim=1)
+    return torch.where(best >= 0, values[index], torch.zeros_like(index, dtype=values.dtype))
 
 
 def _memories(decoder: MemoryDecoder, library: ReferenceLibrary, neighbours: Neighbours,

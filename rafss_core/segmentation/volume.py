@@ -185,18 +185,24 @@ def normalise(volume: Volume, profile: IntensityProfile | None = None) -> np.nda
 # source geometry.
 
 
-def image_to_model(slices: np.ndarray, size: int) -> torch.Tensor:
-    """``(N, H, W)`` in [0, 1] -> ``(N, 3, size, size)`` float32, ImageNet-normalised."""
+def image_to_model(slices: np.ndarray, size: int, device: torch.device | None = None
+                   ) -> torch.Tensor:
+    """``(N, H, W)`` in [0, 1] -> ``(N, 3, size, size)`` float32, ImageNet-normalised.
+
+    With a GPU ``device`` the slices travel once, from pinned memory, and are resized there.
+    """
     import torch
     import torch.nn.functional as F
 
     x = torch.as_tensor(np.ascontiguousarray(slices), dtype=torch.float32)[:, None]
+    if device is not None and device.type == "cuda":
+        x = x.pin_memory().to(device, non_blocking=True)
     if x.shape[-2:] != (size, size):
         x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False,
                           antialias=True)
     x = x.expand(-1, 3, -1, -1)
-    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    mean = torch.tensor(IMAGENET_MEAN, device=x.device).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, device=x.device).view(1, 3, 1, 1)
     return (x - mean) / std
 
 

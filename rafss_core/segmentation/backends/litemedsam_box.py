@@ -33,7 +33,7 @@ from rafss_core.segmentation.pipeline import (
     LabelMap,
     SegmentOptions,
     label_values,
-    merge_label_logits,
+    merge_labels,
 )
 from rafss_core.segmentation.prompts import (
     PromptRule,
@@ -168,8 +168,9 @@ class LiteMedSamBoxSegmenter:
         vectors: list[np.ndarray] = []
         ref_feats: dict[str, Any] = {}  # reference encodings used by this volume
         bar = tqdm(total=z_count, desc="segment slices", unit="slice", disable=not opts.progress)
-        for start in range(0, z_count, opts.slice_chunk):
-            zs = list(range(start, min(start + opts.slice_chunk, z_count)))
+        chunk_size = opts.slice_chunk or 8
+        for start in range(0, z_count, chunk_size):
+            zs = list(range(start, min(start + chunk_size, z_count)))
             feats = self.features(slices[zs])
             emb = lms.pool(feats, self.pool_grid).numpy() if embeddings is None \
                 else embeddings[zs]
@@ -272,12 +273,12 @@ def _content_key(image: np.ndarray) -> str:
 
 def _merge(logits: dict[int, Any], shape: tuple[int, int]) -> np.ndarray:
     """Frame logits per label -> a label map on the source grid (argmax, background < 0)."""
-    best = np.full(shape, -np.inf, dtype=np.float32)
-    out = np.zeros(shape, dtype=np.uint16)
-    for v in sorted(logits):
-        merge_label_logits(best, out, lms.logits_from_frame(logits[v][None], shape).numpy()[0],
-                           v)
-    return out
+    import torch
+
+    values = sorted(logits)
+    stacked = torch.cat([lms.logits_from_frame(logits[v][None], shape) for v in values])
+    return merge_labels(stacked[None].float(), torch.as_tensor(values, dtype=torch.int32)
+                        )[0].numpy().astype(np.uint16)
 
 
 def _refined_boxes(logits: np.ndarray, boxes: Any, margin: float) -> Any:

@@ -22,6 +22,7 @@ from rafss_core.segmentation.volume import logits_to_source
 
 LOGIT_ATOL = 1e-5
 TIE_BAND = 1e-4
+MARGIN_BAND = 1e-5  # between two labels' logits: 30x the largest logit difference measured
 
 
 @pytest.mark.parametrize("k", [1, 3])
@@ -100,3 +101,78 @@ def test_memories_persisted_to_disk_decode_identically(tiny_models, synthetic_ca
     (next(tmp_path.rglob("*.safetensors"))).write_bytes(b"corrupt")
     assert len(MemoryDecoder(tiny_models.sam, tiny_models.sam_id, MemoryBank(
         directory=tmp_path)).label_memories(images[:1], label_maps[None, :1] == 1)) == 1
+
+
+@pytest.fixture(scope="module")
+def pipeline_case(tiny_models, synthetic_case):
+    """Three target slices segmented from a library of the other two slices plus flipped
+    copies (four references, k=2), and the peers' route on the same retrieved references."""
+    from rafss_core.segmentation.pipeline import build_library
+    from rafss_core.segmentation.retrieval import ReferenceSlice
+    from rafss_core.segmentation.volume import Volume, normalise
+
+    images, label_maps = synthetic_case
+    ref_images = np.concatenate([images[3:], images[3:, ::-1]])
+    ref_labels = np.concatenate([label_maps[3:], label_maps[3:, ::-1]])
+    refs = [ReferenceSlice(f"r{i}", np.ascontiguousarray(im), np.ascontiguousarray(lab))
+            for i, (im, lab) in enumerate(zip(ref_images, ref_labels, strict=True))]
+    embedder = tiny_models.embedder()
+    library = build_library(refs, embedder)
+    volume = Volume(images[:3], modality="OT")
+    targets = normalise(volume)  # what segment() decodes: the volume on its intensity profile
+    embeddings = embedder.embed(targets)
+    ranked = library.index.search(embeddings, 2).keys
+    labels = [1, 2, 3]
+    peer = np.stack([
+        video_predictor_logits(tiny_models.sam, ref_images[[int(key[1:]) for key in row][::-1]],
+                               ref_labels[[int(key[1:]) for key in row][::-1]], targets[z],
+                               labels)
+        for z, row in enumerate(ranked)])  # (Z, L, H, W)
+    return volume, library, embeddings, peer
+
+
+@pytest.mark.parametrize(("batch_size", "slice_chunk"), [(1, 1), (5, 2), (64, None)])
+def test_segment_label_map_matches_video_predictor(tiny_models, pipeline_case, batch_size,
+                                                   slice_chunk):
+    """The whole pipeline (device-side logits, per-chunk argmax over several labels, batches
+    that split a slice's labels) gives the peers' label map, for any batch and chunk size."""
+    from rafss_core.segmentation.pipeline import SegmentOptions, segment
+
+    volume, library, embeddings, peer = pipeline_case
+    decoder = MemoryDecoder(tiny_models.sam, tiny_models.sam_id, batch_size=batch_size)
+    result = segment(volume, library, tiny_models, decoder=decoder, embeddings=embeddings,
+                     options=SegmentOptions(k=2, slice_chunk=slice_chunk))
+
+    best = peer.max(axis=1)
+    want = np.where(best >= 0, peer.argmax(axis=1) + 1, 0)
+    # decided: background with every logit clearly below 0 (absent labels tie at SAM 2's
+    # NO_OBJ_SCORE), or a winner clear of 0 and of the runner-up by MARGIN_BAND. Random weights
+    # make the labels' logits close (median margin ~3e-5), so about 17 % of pixels are ties.
+    top2 = np.sort(peer, axis=1)[:, -2:]
+    margin = top2[:, 1] - top2[:, 0]
+    decided = (best < -TIE_BAND) | ((best > TIE_BAND) & (margin > MARGIN_BAND))
+    assert decided.mean() > 0.75
+    assert np.array_equal(result.array[decided], want[decided])
+    assert len(np.unique(want[decided])) >= 3  # several labels and background really compete
+    assert result.object_scores.shape == (3, 3)
+
+
+def test_bf16_precision_runs_on_the_cpu_and_stays_close(tiny_models, pipeline_case):
+    """The bf16 autocast path (a GPU's default) on the CPU: same shapes, logits near fp32."""
+    volume, library, embeddings, _peer = pipeline_case
+    from rafss_core.segmentation.pipeline import SegmentOptions, segment
+
+    fp32 = MemoryDecoder(tiny_models.sam, tiny_models.sam_id)
+    bf16 = MemoryDecoder(tiny_models.sam, tiny_models.sam_id, precision="bf16")
+    a = segment(volume, library, tiny_models, decoder=fp32, embeddings=embeddings,
+                options=SegmentOptions(k=2))
+    b = segment(volume, library, tiny_models, decoder=bf16, embeddings=embeddings,
+                options=SegmentOptions(k=2))
+    assert b.array.shape == a.array.shape
+    assert not np.array_equal(a.object_scores, b.object_scores)  # bf16 really ran
+    np.testing.assert_allclose(b.object_scores, a.object_scores, atol=0.1)
+    # random weights make the labels' logits near-ties (see above), so which label wins is
+    # noise at bf16; whether a pixel is foreground at all is not
+    agreement = np.mean((a.array > 0) == (b.array > 0))
+    print(f"bf16 vs fp32 foreground agreement on the CPU: {agreement:.4f}")
+    assert agreement > 0.9

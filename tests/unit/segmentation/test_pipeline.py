@@ -7,7 +7,7 @@ from rafss_core.segmentation.pipeline import (
     SegmentOptions,
     build_library,
     label_transfer,
-    merge_label_logits,
+    merge_labels,
     reference_slices,
     segment,
 )
@@ -27,13 +27,14 @@ def library(tiny_models, case):
     return build_library(reference_slices("ref", volume, labels), tiny_models.embedder())
 
 
-def test_merge_label_logits_argmax_with_background():
-    best = np.full((1, 4), -np.inf, np.float32)
-    lab = np.zeros((1, 4), np.uint16)
-    merge_label_logits(best, lab, np.array([[-1.0, 2.0, 0.5, 3.0]]), 1)
-    merge_label_logits(best, lab, np.array([[-0.5, 1.0, 0.5, 4.0]]), 2)
-    # px0: every logit < 0 -> background; px1: label 1 wins; px2: tie -> first label; px3: 2
-    assert lab.tolist() == [[0, 1, 1, 2]]
+def test_merge_labels_argmax_with_background():
+    import torch
+
+    logits = torch.tensor([[[-1.0, 2.0, 0.5, 3.0, -0.2]], [[-0.5, 1.0, 0.5, 4.0, 0.0]]])
+    lab = merge_labels(logits[None], torch.tensor([1, 7], dtype=torch.int32))
+    # px0: every logit < 0 -> background; px1: label 1 wins; px2: tie -> first label;
+    # px3: label 7; px4: 0 is foreground
+    assert lab.tolist() == [[[0, 1, 1, 7, 7]]]
 
 
 def test_segment_keeps_geometry_and_reports_confidence(tiny_models, case, library):

@@ -1,0 +1,82 @@
+"""Which device and precision the models run on: ``cpu`` or one GPU, fp32 or bf16.
+
+``resolve_device("cuda")`` pins the process to one GPU (the current one, ``cuda:0`` unless
+``CUDA_VISIBLE_DEVICES`` or ``torch.cuda.set_device`` says otherwise); ``cuda:N`` names it.
+Run one worker per GPU, each with its own ``RAFSS_DEVICE=cuda:N``.
+
+Precision ``auto`` is bf16 autocast on a GPU (what SAM 2's own examples run; flash attention
+needs it) and fp32 on the CPU, where bf16 is slower and the equivalence with
+``SAM2VideoPredictor`` is exact. Reference memories are always built in fp32, so one memory
+bank serves both precisions.
+"""
+
+from __future__ import annotations
+
+from contextlib import AbstractContextManager, nullcontext
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    import torch
+
+Precision = Literal["fp32", "bf16"]
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+class DeviceError(ValueError):
+    """The configured device cannot be used here; the message names the fix."""
+
+
+def resolve_device(name: str) -> torch.device:
+    """``cpu``, ``cuda`` or ``cuda:N`` -> a concrete ``torch.device`` (GPU index pinned).
+
+    Raises
+    ------
+    DeviceError
+        The name is not a device, or no such GPU is visible to this process.
+    """
+    import torch
+
+    try:
+        device = torch.device(name.strip().lower())
+    except (RuntimeError, AttributeError) as exc:
+        raise DeviceError(f"device {name!r} is not a device: use cpu, cuda or cuda:N") from exc
+    if device.type == "cpu":
+        return device
+    if device.type != "cuda":
+        raise DeviceError(f"device {name!r} is not supported: use cpu, cuda or cuda:N")
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if count == 0:
+        raise DeviceError(f"device {name!r}: no CUDA GPU is visible to this process; set "
+                          "RAFSS_DEVICE=cpu (or --device cpu), or check the NVIDIA driver and "
+                          "CUDA_VISIBLE_DEVICES")
+    index = torch.cuda.current_device() if device.index is None else device.index
+    if index >= count:
+        raise DeviceError(f"device {name!r}: only {count} GPU(s) are visible "
+                          f"(cuda:0..cuda:{count - 1})")
+    return torch.device("cuda", index)
+
+
+def resolve_precision(name: str, device: torch.device) -> Precision:
+    """``auto`` -> bf16 on a GPU, fp32 on the CPU; ``fp32`` and ``bf16`` as given."""
+    name = name.strip().lower()
+    if name not in PRECISIONS:
+        raise DeviceError(f"precision {name!r} is not one of {', '.join(PRECISIONS)}")
+    if name == "auto":
+        return "bf16" if device.type == "cuda" else "fp32"
+    return name  # type: ignore[return-value]
+
+
+def autocast(device: torch.device, precision: Precision) -> AbstractContextManager[object]:
+    """bf16 autocast for ``precision == "bf16"``, else nothing."""
+    if precision != "bf16":
+        return nullcontext()
+    import torch
+
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+
+
+def default_batch_size(device: torch.device) -> int:
+    """Decode batch (target slice, label pairs) and encoder batch: a GPU amortises its kernel
+    launches over larger batches; on the CPU larger batches measured no faster
+    (``benchmarks/segment_speed.py``)."""
+    return 32 if device.type == "cuda" else 8
