@@ -23,6 +23,11 @@ Backend = Annotated[str | None, typer.Option(
     help="sam2-memory, litemedsam-box or auto (default: $RAFSS_BACKEND, else auto)")]
 Models = Annotated[str | None, typer.Option(
     help="litemedsam[,DINO] | SAM,DINO | tiny-random (default: the backend's own)")]
+Device = Annotated[str | None, typer.Option(
+    help="cpu, cuda or cuda:N (default: $RAFSS_DEVICE, else cpu)")]
+Precision = Annotated[str | None, typer.Option(
+    help="auto (bf16 on a GPU, fp32 on the CPU), fp32 or bf16 (default: $RAFSS_PRECISION, "
+         "else auto)")]
 
 
 @app.callback()
@@ -46,6 +51,20 @@ def _settings(data_dir: Path | None, **given: Any) -> Any:
     from rafss_core.config import Settings
 
     return Settings.load(data_dir=data_dir, **given)
+
+
+def _device_settings(data_dir: Path | None, device: str | None, precision: str | None,
+                     **given: Any) -> Any:
+    """:func:`_settings` whose device and precision are checked here, before models load:
+    a GPU that is not there fails with the fix, not deep inside a job."""
+    from rafss_core.segmentation.devices import DeviceError, resolve_device, resolve_precision
+
+    settings = _settings(data_dir, device=device, precision=precision, **given)
+    try:
+        resolve_precision(settings.precision, resolve_device(settings.device))
+    except DeviceError as exc:
+        _fail(str(exc))
+    return settings
 
 
 # -------------------------------------------------------------------------------- eval
@@ -102,6 +121,8 @@ def eval_cmd(
     propagate: Annotated[bool, typer.Option(help="previous slice as extra memory")] = False,
     cache_dir: Annotated[Path | None, typer.Option(help="reuse image encodings here")] = None,
     json_out: Annotated[Path | None, typer.Option("--json", help="write the report here")] = None,
+    device: Device = None,
+    precision: Precision = None,
     data_dir: DataDir = None,
 ) -> None:
     """Few-shot evaluation: Dice and HD95 per label, per case in 3D."""
@@ -110,12 +131,13 @@ def eval_cmd(
 
     if baseline not in (None, "label-transfer"):
         _fail(f"unknown baseline {baseline!r}; the only baseline is label-transfer")
-    settings = _settings(data_dir)
+    settings = _device_settings(data_dir, device, precision)
     cfg = EvalConfig(data=data, refs=refs, queries=queries, k=k or settings.k,
                      backend=backend or settings.backend, models=models or settings.models,
                      models_dir=settings.models_dir, query_split=split,
                      baseline=baseline, propagate=propagate,  # type: ignore[arg-type]
-                     cache_dir=cache_dir)
+                     cache_dir=cache_dir, device=settings.device,
+                     precision=settings.precision)
     try:
         report = run_eval(cfg)
     except (ModelNotFoundError, ModelSpecError, FileNotFoundError, ValueError, KeyError) as exc:
@@ -142,6 +164,8 @@ def segment_cmd(
     modality: Annotated[str, typer.Option(help="intensity profile: MR, CT or OT")] = "MR",
     more_images: Annotated[list[Path] | None, typer.Argument(help="more files after --images",
                                                              show_default=False)] = None,
+    device: Device = None,
+    precision: Precision = None,
     data_dir: DataDir = None,
 ) -> None:
     """Segment NIfTI volumes from annotated references; writes label maps on source geometry."""
@@ -153,12 +177,13 @@ def segment_cmd(
     if missing:
         _fail(f"input files not found: {', '.join(missing)}")
     try:
-        settings = _settings(data_dir)
+        settings = _device_settings(data_dir, device, precision)
         written = segment_files(files, reference_images, reference_labels, out,
                                 models or settings.models, k or settings.k,
                                 modality.upper(),
                                 backend=backend or settings.backend,
-                                models_dir=settings.models_dir)
+                                models_dir=settings.models_dir, device=settings.device,
+                                precision=settings.precision)
     except (ModelNotFoundError, ModelSpecError, FileNotFoundError, ValueError) as exc:
         _fail(str(exc))
     for path in written:
@@ -678,6 +703,8 @@ def up_cmd(
              "else 10)")] = None,
     backend: Backend = None,
     models: Models = None,
+    device: Device = None,
+    precision: Precision = None,
     host: Host = None,
     allow_any_ae: Annotated[bool | None, typer.Option(
         "--allow-any-ae/--no-allow-any-ae",
@@ -688,9 +715,11 @@ def up_cmd(
     from rafss_core.segmentation.backends import choose, segmenter_ids, verify_models
     from workers.service import Service, run_until_signalled
 
-    settings = _settings(data_dir, scp_port=scp_port, api_port=api_port, ae_title=ae_title,
-                         series_quiet_seconds=series_quiet_seconds, backend=backend,
-                         models=models, scp_host=host, api_host=host, allow_any_ae=allow_any_ae)
+    settings = _device_settings(data_dir, device, precision, scp_port=scp_port,
+                                api_port=api_port, ae_title=ae_title,
+                                series_quiet_seconds=series_quiet_seconds, backend=backend,
+                                models=models, scp_host=host, api_host=host,
+                                allow_any_ae=allow_any_ae)
     try:
         chosen, spec = choose(settings.backend, settings.models, settings.models_dir)
         ids = segmenter_ids(chosen, spec, settings.models_dir)  # fails fast: never imported
@@ -724,6 +753,8 @@ def worker_cmd(
         help="comma-separated (default: $RAFSS_WORKER_QUEUES, else io,model)")] = None,
     loops: Annotated[bool, typer.Option(help="also run assembler/dispatcher/deliveries")]
     = True,
+    device: Device = None,
+    precision: Precision = None,
 ) -> None:
     """A Celery worker (production: one per GPU), by default with the service loop."""
     import os
@@ -733,9 +764,11 @@ def worker_cmd(
     from workers.dispatch import celery_enqueue
     from workers.loops import ServiceLoop
     from workers.service import delivery_step
+    from workers.tasks import use_settings
 
-    settings = _settings(data_dir, worker_pool=pool, worker_concurrency=concurrency,
-                         worker_queues=queues)
+    settings = _device_settings(data_dir, device, precision, worker_pool=pool,
+                                worker_concurrency=concurrency, worker_queues=queues)
+    use_settings(settings)  # the jobs of this process run on exactly these settings
     if settings.worker_pool not in ("solo", "threads"):
         _fail("the pool must be solo or threads: model work must not fork (CUDA is not "
               "fork-safe)")
@@ -746,8 +779,9 @@ def worker_cmd(
         ServiceLoop(settings, sessions, celery_enqueue(celery),
                     [delivery_step(settings, sessions)]).start()
     logging.getLogger("rafss").info(
-        "worker: pool %s, concurrency %d, queues %s", settings.worker_pool,
-        settings.worker_concurrency, settings.worker_queues)
+        "worker: pool %s, concurrency %d, queues %s, device %s, precision %s",
+        settings.worker_pool, settings.worker_concurrency, settings.worker_queues,
+        settings.device, settings.precision)
     celery.worker_main(["worker", "-P", settings.worker_pool, "-c",
                         str(settings.worker_concurrency), "-Q", settings.worker_queues,
                         "--loglevel", "INFO", "--without-gossip", "--without-mingle",

@@ -38,7 +38,10 @@ class Settings(BaseSettings):
     # litemedsam-box (real bundled weights); models None = the backend's default spec
     backend: str = "auto"
     models: str | None = None
+    # cpu, cuda (the current GPU) or cuda:N; a worker process pins the one GPU it is given
     device: str = "cpu"
+    # auto (bf16 autocast on a GPU, fp32 on the CPU), fp32 or bf16
+    precision: str = "auto"
     # references retrieved per target slice, for tasks created without --k and `rafss segment`
     k: int = 4
     # DICOM edge

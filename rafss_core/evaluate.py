@@ -45,6 +45,8 @@ class EvalConfig:
     propagate: bool = False
     cache_dir: Path | None = None  # image-encoder outputs reused across runs
     progress: bool = True
+    device: str = "cpu"  # cpu, cuda or cuda:N
+    precision: str = "auto"
 
 
 @dataclass
@@ -92,8 +94,8 @@ def run_eval(cfg: EvalConfig, segmenter: Segmenter | None = None) -> dict[str, A
 
             models_dir = Settings.load().models_dir
         name, models = choose(cfg.backend, cfg.models, models_dir)
-        segmenter = build_segmenter(name, models, BuildContext(models_dir,
-                                                               cache_dir=cfg.cache_dir))
+        segmenter = build_segmenter(name, models, BuildContext(
+            models_dir, cfg.device, cfg.precision, cache_dir=cfg.cache_dir))
     ids = segmenter.ids
     if ids.weights == "random":
         log.warning(RANDOM_WEIGHTS_NOTICE)

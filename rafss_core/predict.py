@@ -54,6 +54,8 @@ def segment_files(
     backend: str | None = None,
     models_dir: Path | None = None,
     segmenter: Segmenter | None = None,
+    device: str = "cpu",
+    precision: str = "auto",
 ) -> list[Path]:
     """Write one ``<case>.nii.gz`` label map per input image, on the input's geometry.
 
@@ -65,7 +67,7 @@ def segment_files(
 
             models_dir = Settings.load().models_dir
         name, spec = choose(backend, models, models_dir)
-        segmenter = build_segmenter(name, spec, BuildContext(models_dir))
+        segmenter = build_segmenter(name, spec, BuildContext(models_dir, device, precision))
     refs: list[ReferenceSlice] = []
     for image, label in reference_pairs(reference_images, reference_labels):
         volume = read_volume(image, modality)

@@ -55,6 +55,7 @@ class WorkerContext:
                 self._segmenters[(backend, models)] = build_segmenter(
                     backend, models, BuildContext(self.settings.models_dir,
                                                   self.settings.device,
+                                                  self.settings.precision,
                                                   self.settings.memories_dir,
                                                   self.settings.encodings_dir))
             return self._segmenters[(backend, models)]

@@ -133,6 +133,7 @@ class Service:
         env = {**os.environ, "RAFSS_DATA_DIR": str(s.data_dir), "RAFSS_DATABASE_URL": self.url,
                "RAFSS_BROKER_URL": str(celery.conf.broker_url), "RAFSS_MODELS": s.models,
                "RAFSS_BACKEND": s.backend, "RAFSS_DEVICE": s.device,
+               "RAFSS_PRECISION": s.precision,
                "RAFSS_SPOOL_DIR": str(s.spool_dir)}
         self.worker = WorkerSupervisor(worker_command(), env, s.data_dir / "worker.pid").start()
         return self

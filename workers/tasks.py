@@ -11,6 +11,13 @@ from workers.celery_app import app
 log = logging.getLogger(__name__)
 _context = None
 _context_lock = threading.Lock()
+_settings = None  # set by `rafss worker`; else Settings.load() (environment and config file)
+
+
+def use_settings(settings) -> None:  # settings: rafss_core.config.Settings
+    """The settings this worker process's jobs run on (device, data dir, models)."""
+    global _settings
+    _settings = settings
 
 
 def worker_context():  # -> WorkerContext
@@ -22,7 +29,7 @@ def worker_context():  # -> WorkerContext
             from rafss_core.store.engine import database_url, make_engine, session_factory
             from workers.segment_job import WorkerContext
 
-            settings = Settings.load()
+            settings = _settings if _settings is not None else Settings.load()
             engine = make_engine(database_url(settings))
             _context = WorkerContext(settings, engine, session_factory(engine))
         return _context

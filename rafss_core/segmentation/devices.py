@@ -56,6 +56,17 @@ def resolve_device(name: str) -> torch.device:
     return torch.device("cuda", index)
 
 
+def use_device(name: str) -> torch.device:
+    """:func:`resolve_device`, then make that GPU the process's current one, so every
+    allocation of this process (models, memories, SAM 2's own tensors) lands on it."""
+    device = resolve_device(name)
+    if device.type == "cuda":
+        import torch
+
+        torch.cuda.set_device(device)
+    return device
+
+
 def resolve_precision(name: str, device: torch.device) -> Precision:
     """``auto`` -> bf16 on a GPU, fp32 on the CPU; ``fp32`` and ``bf16`` as given."""
     name = name.strip().lower()

@@ -48,7 +48,8 @@ class BuildContext:
     """Where a backend finds its files; nothing else of the settings reaches segmentation."""
 
     models_dir: Path
-    device: str = "cpu"
+    device: str = "cpu"  # cpu, cuda or cuda:N (see segmentation/devices.py)
+    precision: str = "auto"  # auto, fp32 or bf16
     memories_dir: Path | None = None  # SAM 2 reference memories shared by workers
     cache_dir: Path | None = None  # image-encoder outputs reused across runs (optional)
 

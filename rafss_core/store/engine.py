@@ -50,6 +50,23 @@ def make_engine(url: str, **kwargs: object) -> Engine:
     return sa.create_engine(to_sqlalchemy_url(url), **options)
 
 
+def scp_engine(engine: Engine, *, pool_size: int) -> Engine:
+    """The Storage SCP's own engine on ``engine``'s database, for one statement per instance.
+
+    Autocommit (the statement is its own transaction: no ``BEGIN``/``COMMIT`` round trips) and
+    no ``pool_pre_ping`` (a ping per C-STORE was a round trip per instance): the SCP instead
+    retries once when a pooled connection turns out dead. ``pool_size``: one connection per
+    concurrent association, opened lazily; never more (``max_overflow=0``).
+    """
+    return make_engine(
+        engine.url.render_as_string(hide_password=False),
+        isolation_level="AUTOCOMMIT",
+        pool_pre_ping=False,
+        pool_size=pool_size,
+        max_overflow=0,
+    )
+
+
 def session_factory(engine: Engine) -> sessionmaker[Session]:
     """``with factory.begin() as session: ...`` commits on success, rolls back on error."""
     return sessionmaker(engine, expire_on_commit=False)

@@ -95,3 +95,50 @@ def test_db_upgrade_and_status_on_a_fresh_data_dir(tmp_path):
     assert status["pgvector_version"].startswith("0.8")
     assert status["current_revision"] == status["migration_head"]
     assert (tmp_path / "pg").is_dir()
+
+
+def test_device_is_checked_before_models_load(acdc_root, tmp_path, monkeypatch):
+    """--device / RAFSS_DEVICE reach eval, segment and worker, and a GPU that is not there
+    fails at once with the fix (exit 2), never inside a job."""
+    import torch
+
+    if torch.cuda.is_available():
+        import pytest
+
+        pytest.skip("this machine has a GPU")
+    target = acdc_root / "imagesTr" / "patient001_frame01_0000.nii.gz"
+    cases = [
+        (["segment", "--images", str(target), "--reference-images", str(tmp_path),
+          "--reference-labels", str(tmp_path), "--out", str(tmp_path / "o"),
+          "--models", "tiny-random", "--device", "cuda"], {}),
+        (["eval", "--data", str(acdc_root), "--models", "tiny-random"], {"RAFSS_DEVICE": "cuda:0"}),
+        (["worker", "--data-dir", str(tmp_path), "--device", "cuda"], {}),
+        (["up", "--data-dir", str(tmp_path), "--models", "tiny-random"], {"RAFSS_DEVICE": "cuda"}),
+    ]
+    for args, env in cases:
+        res = runner.invoke(app, args, env=env)
+        assert res.exit_code == 2, (args, res.output)
+        assert "no CUDA GPU is visible" in res.output and "RAFSS_DEVICE=cpu" in res.output
+    bad = runner.invoke(app, ["eval", "--data", str(acdc_root), "--precision", "fp16"])
+    assert bad.exit_code == 2 and "auto, fp32, bf16" in bad.output
+
+
+def test_precision_reaches_the_decoder_and_the_worker_settings(tmp_path):
+    from rafss_core.config import Settings
+    from rafss_core.segmentation.backends import build_segmenter
+    from rafss_core.segmentation.segmenter import BuildContext
+    from workers import tasks
+
+    seg = build_segmenter("sam2-memory", "tiny-random", BuildContext(tmp_path, "cpu", "bf16"))
+    assert seg.decoder.precision == "bf16" and seg.decoder.bank.device == "cpu"
+    auto = build_segmenter("sam2-memory", "tiny-random", BuildContext(tmp_path, "cpu"))
+    assert auto.decoder.precision == "fp32"  # auto on the CPU
+
+    given = Settings.load(data_dir=tmp_path, precision="bf16",
+                          database_url="postgresql+psycopg://nobody@127.0.0.1:1/none")
+    tasks.use_settings(given)
+    try:
+        assert tasks.worker_context().settings is given  # `rafss worker` options reach jobs
+    finally:
+        tasks.use_settings(None)
+        tasks._context = None

@@ -14,6 +14,7 @@ from an imported checkpoint, e.g. ``litemedsam,dinov2-b``).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -46,6 +47,8 @@ from rafss_core.segmentation.prompts import (
 from rafss_core.segmentation.retrieval import ReferenceLibrary, ReferenceSlice
 from rafss_core.segmentation.segmenter import BuildContext, SegmenterIds
 from rafss_core.segmentation.volume import IntensityProfile, Volume, normalise
+
+log = logging.getLogger(__name__)
 
 NAME = "litemedsam-box"
 POOL_GRID = 2  # retrieval vector: 2 x 2 average pooling of the 64 x 64 embedding (1,024 dims)
@@ -278,7 +281,7 @@ def _merge(logits: dict[int, Any], shape: tuple[int, int]) -> np.ndarray:
     values = sorted(logits)
     stacked = torch.cat([lms.logits_from_frame(logits[v][None], shape) for v in values])
     return merge_labels(stacked[None].float(), torch.as_tensor(values, dtype=torch.int32)
-                        )[0].numpy().astype(np.uint16)
+                        )[0].cpu().numpy().astype(np.uint16)
 
 
 def _refined_boxes(logits: np.ndarray, boxes: Any, margin: float) -> Any:
@@ -297,13 +300,19 @@ def _refined_boxes(logits: np.ndarray, boxes: Any, margin: float) -> Any:
 
 def build(models: str, ctx: BuildContext) -> LiteMedSamBoxSegmenter:
     dino = parse(models)
-    net, lite_id = lms.build_litemedsam(device=ctx.device)
+    # LiteMedSAM is small (a TinyViT encoder) and its prompt logic works on the host: this
+    # backend runs on the CPU whatever the device setting; the GPU path is sam2-memory's
+    device = "cpu"
+    if ctx.device != "cpu":
+        log.info("litemedsam-box runs on the CPU (device %s is used by sam2-memory)",
+                 ctx.device)
+    net, lite_id = lms.build_litemedsam(device=device)
     embedder = None
     if dino is not None:
         from rafss_core.segmentation.embedder import SliceEmbedder
         from rafss_core.segmentation.models import build_dinov2
 
         path, digest = ModelRegistry.open(ctx.models_dir).resolve(dino)
-        embedder = SliceEmbedder(build_dinov2(dino, path, ctx.device), f"{dino}:{digest[:12]}")
+        embedder = SliceEmbedder(build_dinov2(dino, path, device), f"{dino}:{digest[:12]}")
     cache = lms.FeatureCache(ctx.cache_dir, lite_id) if ctx.cache_dir is not None else None
     return LiteMedSamBoxSegmenter(net, lite_id, embedder, cache, models=models)

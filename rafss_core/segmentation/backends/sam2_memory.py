@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from rafss_core.segmentation.devices import resolve_precision, use_device
 from rafss_core.segmentation.embedder import SliceEmbedder
 from rafss_core.segmentation.memory import MemoryBank, MemoryDecoder
 from rafss_core.segmentation.models import (
@@ -111,6 +112,9 @@ class Sam2MemorySegmenter:
 
 
 def build(models: str, ctx: BuildContext) -> Sam2MemorySegmenter:
-    bundle = load_models(models, ctx.models_dir, ctx.device)
-    bank = MemoryBank(directory=ctx.memories_dir)
-    return Sam2MemorySegmenter(bundle, MemoryDecoder(bundle.sam, bundle.sam_id, bank))
+    device = use_device(ctx.device)
+    bundle = load_models(models, ctx.models_dir, str(device))
+    bank = MemoryBank(directory=ctx.memories_dir, device=str(device))
+    decoder = MemoryDecoder(bundle.sam, bundle.sam_id, bank,
+                            precision=resolve_precision(ctx.precision, device))
+    return Sam2MemorySegmenter(bundle, decoder)
