@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine, make_url
@@ -58,13 +59,22 @@ def scp_engine(engine: Engine, *, pool_size: int) -> Engine:
     retries once when a pooled connection turns out dead. ``pool_size``: one connection per
     concurrent association, opened lazily; never more (``max_overflow=0``).
     """
-    return make_engine(
+    scp = make_engine(
         engine.url.render_as_string(hide_password=False),
         isolation_level="AUTOCOMMIT",
         pool_pre_ping=False,
         pool_size=pool_size,
         max_overflow=0,
     )
+    sa.event.listen(scp, "connect", _asynchronous_commit)
+    return scp
+
+
+def _asynchronous_commit(dbapi_connection: Any, _record: object) -> None:
+    autocommit = dbapi_connection.autocommit
+    dbapi_connection.autocommit = True
+    dbapi_connection.execute("SET synchronous_commit TO off")
+    dbapi_connection.autocommit = autocommit
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:
