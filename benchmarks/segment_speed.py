@@ -28,15 +28,16 @@ from rafss_core.segmentation.volume import Volume, logits_to_source
 ACDC = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "acdc"
 
 
-def synthetic(n: int, labels: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Concentric discs with per-slice jitter, 160 x 144 px."""
+def synthetic(n: int, labels: int, seed: int, shape: tuple[int, int] = (160, 144),
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """Concentric discs with per-slice jitter, 160 x 144 px unless told."""
     rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[:160, :144]
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
     images, maps = [], []
     for _ in range(n):
-        cy, cx = 80 + rng.integers(-8, 9), 72 + rng.integers(-8, 9)
+        cy, cx = shape[0] // 2 + rng.integers(-8, 9), shape[1] // 2 + rng.integers(-8, 9)
         r = np.hypot(yy - cy, xx - cx)
-        lab = np.zeros((160, 144), np.int16)
+        lab = np.zeros(shape, np.int16)
         for v in range(labels, 0, -1):
             lab[r < 12 * v + rng.integers(0, 4)] = v
         img = 0.15 + 0.2 * lab + 0.05 * rng.standard_normal(lab.shape)
