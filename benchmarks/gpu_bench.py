@@ -25,6 +25,8 @@ script says which are missing and exits 2. ``benchmarks/gpu_wheels.sh`` (run her
 
     python benchmarks/gpu_bench.py --device cpu --models tiny --slices 3 --peer-slices 1 \
         --memory-slices 4
+
+Memory alone, e.g. on the CPU: ``--device cpu --models tiny --slices 0 --memory-slices 300``.
 """
 
 from __future__ import annotations
@@ -98,7 +100,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             torch.cuda.empty_cache()
             torch.cuda.reset_peak_memory_stats(device)
         bundle = _bundle(size, str(device))
-        for n_labels in (1, 3):
+        for n_labels in (1, 3) if args.slices else ():  # --slices 0: the memory case only
             out.update(_model_case(bundle, size, n_labels, ref_images, ref_labels, targets,
                                    args))
         if gpu:
