@@ -42,6 +42,9 @@ class Settings(BaseSettings):
     device: str = "cpu"
     # auto (bf16 autocast on a GPU, fp32 on the CPU), fp32 or bf16
     precision: str = "auto"
+    # slices per encoder batch and (slice, label) pairs per decode batch; None: 32 on a GPU,
+    # 8 on the CPU. Lower it on a GPU with little memory
+    batch_size: int | None = Field(None, ge=1)
     # references retrieved per target slice, for tasks created without --k and `rafss segment`
     k: int = 4
     # DICOM edge

@@ -57,7 +57,8 @@ class WorkerContext:
                                                   self.settings.device,
                                                   self.settings.precision,
                                                   self.settings.memories_dir,
-                                                  self.settings.encodings_dir))
+                                                  self.settings.encodings_dir,
+                                                  self.settings.batch_size))
             return self._segmenters[(backend, models)]
 
 

@@ -61,7 +61,8 @@ def task_segmenter(app: App, task: str) -> Segmenter:
         backend, spec = t.backend, t.segmenter_id
     st = app.settings
     return build_segmenter(backend, spec, BuildContext(
-        st.models_dir, st.device, st.precision, st.memories_dir, st.encodings_dir))
+        st.models_dir, st.device, st.precision, st.memories_dir, st.encodings_dir,
+        st.batch_size))
 
 
 def deidentifier(app: App) -> Any:

@@ -52,6 +52,7 @@ class BuildContext:
     precision: str = "auto"  # auto, fp32 or bf16
     memories_dir: Path | None = None  # SAM 2 reference memories shared by workers
     cache_dir: Path | None = None  # image-encoder outputs reused across runs (optional)
+    batch_size: int | None = None  # None: by device (devices.default_batch_size)
 
 
 @runtime_checkable

@@ -132,7 +132,10 @@ def test_precision_reaches_the_decoder_and_the_worker_settings(tmp_path):
     seg = build_segmenter("sam2-memory", "tiny-random", BuildContext(tmp_path, "cpu", "bf16"))
     assert seg.decoder.precision == "bf16" and seg.decoder.bank.device == "cpu"
     auto = build_segmenter("sam2-memory", "tiny-random", BuildContext(tmp_path, "cpu"))
-    assert auto.decoder.precision == "fp32"  # auto on the CPU
+    assert auto.decoder.precision == "fp32" and auto.decoder.batch_size == 8  # auto on a CPU
+    sized = build_segmenter("sam2-memory", "tiny-random",
+                            BuildContext(tmp_path, "cpu", batch_size=3))
+    assert sized.decoder.batch_size == 3
 
     given = Settings.load(data_dir=tmp_path, precision="bf16",
                           database_url="postgresql+psycopg://nobody@127.0.0.1:1/none")

@@ -115,6 +115,6 @@ def build(models: str, ctx: BuildContext) -> Sam2MemorySegmenter:
     device = use_device(ctx.device)
     bundle = load_models(models, ctx.models_dir, str(device))
     bank = MemoryBank(directory=ctx.memories_dir, device=str(device))
-    decoder = MemoryDecoder(bundle.sam, bundle.sam_id, bank,
+    decoder = MemoryDecoder(bundle.sam, bundle.sam_id, bank, batch_size=ctx.batch_size,
                             precision=resolve_precision(ctx.precision, device))
     return Sam2MemorySegmenter(bundle, decoder)
