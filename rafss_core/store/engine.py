@@ -51,13 +51,20 @@ def make_engine(url: str, **kwargs: object) -> Engine:
     return sa.create_engine(to_sqlalchemy_url(url), **options)
 
 
+SCP_APPLICATION_NAME = "rafss-scp"  # how the SCP's connections show in pg_stat_activity
+
+
 def scp_engine(engine: Engine, *, pool_size: int) -> Engine:
     """The Storage SCP's own engine on ``engine``'s database, for one statement per instance.
 
-    Autocommit (the statement is its own transaction: no ``BEGIN``/``COMMIT`` round trips) and
-    no ``pool_pre_ping`` (a ping per C-STORE was a round trip per instance): the SCP instead
-    retries once when a pooled connection turns out dead. ``pool_size``: one connection per
-    concurrent association, opened lazily; never more (``max_overflow=0``).
+    - autocommit: the statement is its own transaction, no ``BEGIN``/``COMMIT`` round trips;
+    - ``synchronous_commit = off``: the commit does not wait for the WAL flush; a crash can
+      lose the last fraction of a second of rows, never their files, which are fsynced in the
+      spool before the row is written and recorded again by ``reconcile_spool`` (see
+      :mod:`services.scp`);
+    - no ``pool_pre_ping`` (it was a round trip per C-STORE): the SCP retries once on a fresh
+      connection when a pooled one turns out dead;
+    - ``pool_size``: one connection per concurrent association, opened lazily, never more.
     """
     scp = make_engine(
         engine.url.render_as_string(hide_password=False),
@@ -66,14 +73,15 @@ def scp_engine(engine: Engine, *, pool_size: int) -> Engine:
         pool_size=pool_size,
         max_overflow=0,
     )
-    sa.event.listen(scp, "connect", _asynchronous_commit)
+    sa.event.listen(scp, "connect", _scp_session_settings)
     return scp
 
 
-def _asynchronous_commit(dbapi_connection: Any, _record: object) -> None:
+def _scp_session_settings(dbapi_connection: Any, _record: object) -> None:
     autocommit = dbapi_connection.autocommit
     dbapi_connection.autocommit = True
     dbapi_connection.execute("SET synchronous_commit TO off")
+    dbapi_connection.execute(f"SET application_name TO '{SCP_APPLICATION_NAME}'")
     dbapi_connection.autocommit = autocommit
 
 

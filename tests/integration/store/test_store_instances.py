@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from rafss_core.store.enums import SeriesState
+from rafss_core.store.enums import InstanceState, SeriesState
 from rafss_core.store.models import Instance, Series, Study
 from rafss_core.store.repositories import InstanceGeometry, InstanceRecord, record_instance
 
@@ -173,3 +173,54 @@ def test_many_racing_writers_give_one_row(migrated_engine: Engine) -> None:
     assert created.count(True) == 1
     assert _count(migrated_engine, Instance, "sop_instance_uid", rec.sop_instance_uid) == 1
     assert _count(migrated_engine, Series, "series_instance_uid", rec.series_instance_uid) == 1
+
+
+def _state(factory: sessionmaker[Session], sop: str) -> str:
+    with factory() as s:
+        query = sa.select(Instance.state).where(Instance.sop_instance_uid == sop)
+        return str(s.execute(query).scalar_one())
+
+
+def test_invalid_mark_on_new_rows_and_on_duplicates(
+    db_session_factory: sessionmaker[Session],
+) -> None:
+    """``invalid`` marks the new row, and a duplicate's existing row; a valid duplicate of an
+    invalid instance does not clear the mark."""
+    bad = _record(_uid(), _uid(), _uid())
+    with db_session_factory.begin() as s:
+        assert record_instance(s, bad, invalid=True).created
+    assert _state(db_session_factory, bad.sop_instance_uid) == InstanceState.INVALID
+    with db_session_factory.begin() as s:
+        assert not record_instance(s, bad).created
+    assert _state(db_session_factory, bad.sop_instance_uid) == InstanceState.INVALID
+
+    good = _record(_uid(), _uid(), _uid())
+    with db_session_factory.begin() as s:
+        first = record_instance(s, good)
+    assert _state(db_session_factory, good.sop_instance_uid) == InstanceState.RECEIVED
+    with db_session_factory.begin() as s:
+        again = record_instance(s, good, invalid=True)
+    assert not again.created and again.instance_id == first.instance_id
+    assert _state(db_session_factory, good.sop_instance_uid) == InstanceState.INVALID
+
+
+def test_one_statement_on_an_autocommit_connection_is_its_own_transaction(
+    migrated_engine: Engine,
+) -> None:
+    """How the SCP records (``scp_engine``): committed when the statement returns."""
+    from rafss_core.store.engine import scp_engine
+
+    rec = _record(_uid(), _uid(), _uid())
+    engine = scp_engine(migrated_engine, pool_size=1)
+    try:
+        with engine.connect() as conn:
+            recorded = record_instance(conn, rec)
+            # seen by another connection before this one is even closed
+            assert _count(migrated_engine, Instance, "sop_instance_uid", rec.sop_instance_uid) == 1
+        with engine.connect() as conn:
+            again = record_instance(conn, rec)
+    finally:
+        engine.dispose()
+    assert recorded.created and not again.created
+    assert (again.study_id, again.series_id, again.instance_id) == (
+        recorded.study_id, recorded.series_id, recorded.instance_id)
