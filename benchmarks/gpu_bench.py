@@ -34,7 +34,6 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
-import resource
 import sys
 import time
 import warnings
@@ -48,7 +47,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 # import name -> what pip installs; what a bare image with torch and transformers lacks
 NEEDED = {"sam2": "sam2==1.1.0", "hydra": "hydra-core", "omegaconf": "omegaconf",
           "iopath": "iopath", "transformers": "transformers", "safetensors": "safetensors",
-          "tqdm": "tqdm", "torch": "torch"}
+          "tqdm": "tqdm", "torch": "torch", "psutil": "psutil"}
 SAM_MODELS = ("t", "s", "b+", "l")
 SIDE = 256  # target and reference slices are SIDE x SIDE
 
@@ -232,6 +231,31 @@ def _model_case(bundle: Any, size: str, n_labels: int, ref_images: np.ndarray,
     return out
 
 
+class RssSampler:
+    """Peak resident set size of this process while the block runs (sampled every 10 ms)."""
+
+    def __enter__(self) -> RssSampler:
+        import threading
+
+        import psutil
+
+        self._process = psutil.Process()
+        self.before = self.peak = self._process.memory_info().rss
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.01):
+            self.peak = max(self.peak, self._process.memory_info().rss)
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self._process.memory_info().rss)
+
+
 def _memory_case(bundle: Any, size: str, ref_images: np.ndarray, ref_labels: np.ndarray,
                  args: argparse.Namespace, device: Any) -> dict[str, Any]:
     """Peak memory of the whole path (default precision) on one long 3-label series."""
@@ -251,16 +275,18 @@ def _memory_case(bundle: Any, size: str, ref_images: np.ndarray, ref_labels: np.
     library = build_library(refs, seg)
     seg.prepare(refs, [1, 2, 3])
     series, _ = synthetic(args.memory_slices, 3, seed=3, shape=(SIDE, SIDE))
-    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    _, seconds = _timed(lambda: seg.segment(Volume(series, modality="OT"), library, [1, 2, 3],
-                                            options=SegmentOptions(k=args.k)), device)
+    with RssSampler() as rss:
+        _, seconds = _timed(lambda: seg.segment(Volume(series, modality="OT"), library,
+                                                [1, 2, 3], options=SegmentOptions(k=args.k)),
+                            device)
     report = {"model": size, "slices": args.memory_slices, "labels": 3,
               "precision": precision, "seconds": round(seconds, 2),
-              "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
-                                   2),
-              "peak_rss_gb_before": round(rss_before, 2)}
+              "rss_before_gb": round(rss.before / 2**30, 3),
+              "peak_rss_gb": round(rss.peak / 2**30, 3),
+              "rss_growth_gb": round((rss.peak - rss.before) / 2**30, 3),
+              "series_float32_gb": round(series.nbytes / 2**30, 3)}
     if device.type == "cuda":
         report["peak_gpu_gb"] = round(torch.cuda.max_memory_allocated(device) / 2**30, 2)
     return report

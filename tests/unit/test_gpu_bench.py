@@ -29,7 +29,9 @@ def test_gpu_bench_smoke_prints_every_figure():
         assert total == 2 * 256 * 256 and 0 <= differing <= total
     memory = figures["memory"]
     assert memory["slices"] == 3 and memory["labels"] == 3 and memory["precision"] == "fp32"
-    assert memory["peak_rss_gb"] >= memory["peak_rss_gb_before"] > 0
+    assert memory["peak_rss_gb"] >= memory["rss_before_gb"] > 0
+    growth = memory["peak_rss_gb"] - memory["rss_before_gb"]
+    assert abs(memory["rss_growth_gb"] - growth) < 2e-3
 
 
 def test_gpu_bench_names_missing_packages():
