@@ -2,7 +2,8 @@
 
 DIMSE statuses the C-STORE handler answers (PS3.4 B.2.3), and what the sender sees:
 
-- ``0x0000`` success: the file is durably in the spool *and* recorded in the database. A
+- ``0x0000`` success: the file is durably in the spool *and* recorded in the database (the
+  row is committed; see below for why its WAL flush may trail by a fraction of a second). A
   duplicate (same SOPInstanceUID) is a success too; the file is replaced atomically by the
   resent one and no row is added.
 - ``0xB007`` warning, "data set does not match SOP class": stored and recorded, but marked
@@ -11,8 +12,9 @@ DIMSE statuses the C-STORE handler answers (PS3.4 B.2.3), and what the sender se
 - ``0xA700`` failure, "out of resources": the spool disk is full or unwritable, *or the
   database is unavailable*. In the database case the file is already durably in the spool; the
   sender sees a failure and will normally retry (storescu reports it, a PACS queues a resend),
-  and :func:`reconcile_spool` records spooled-but-unrecorded files after the outage, so a file
-  that was written is never lost and nothing is acknowledged unless it is recorded.
+  and :func:`reconcile_spool` records spooled-but-unrecorded files once the database answers
+  again (the SCP starts it in the background), so a file that was written is never lost and
+  nothing is acknowledged unless it is recorded.
 - ``0xA900`` failure, "data set does not match SOP class": the data set's SOPClassUID
   differs from the one in the C-STORE request.
 - ``0xC210`` failure, "cannot understand": the header cannot be parsed, or a UID needed to key
@@ -41,8 +43,10 @@ database answers again after a failure or a dropped connection. A batching write
 sender waits for every answer anyway, so it could only hide the ~0.4 ms left of the record,
 while it would make "success" no longer mean "recorded" and answer success while the database is
 down. What is left per instance is pynetdicom's polling reactor and the two fsyncs, which
-``storescp`` (no fsync, C) does not pay; with four associations the GIL-bound Python work in
-pynetdicom is the ceiling. The benchmark prints the figures.
+``storescp`` (no fsync, C) does not pay. With four associations the two cores are saturated
+(pynetdicom's per-message Python work and polling threads, the header parse under the GIL,
+Postgres, the senders); a no-op handler there reaches only ~650-730/s. The benchmark prints
+the figures.
 
 Unknown callers are refused at association (A-ASSOCIATE-RJ, permanent, "calling AE title not
 recognised"); unknown SOP classes and transfer syntaxes are refused per presentation context.
@@ -69,7 +73,7 @@ from pynetdicom.events import Event
 from pynetdicom.service_class import StorageServiceClass
 from pynetdicom.transport import ThreadedAssociationServer
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from rafss_core.config import Settings
@@ -185,6 +189,13 @@ def record_spooled(info: HeaderInfo, engine: Engine) -> tuple[bool, bool]:
             if attempt == 2 or not exc.connection_invalidated:
                 raise
     raise AssertionError("unreachable")
+
+
+def _database_unreachable(exc: SQLAlchemyError) -> bool:
+    """A failure of the connection (server down, restarting, unreachable), not of a statement."""
+    return isinstance(exc, OperationalError | InterfaceError) or bool(
+        getattr(exc, "connection_invalidated", False)
+    )
 
 
 class StorageSCP:
@@ -352,7 +363,8 @@ class StorageSCP:
         try:
             created, reconnected = record_spooled(with_spool_path(info, str(path)), self._engine)
         except SQLAlchemyError as exc:
-            self._reconcile_due.set()
+            if _database_unreachable(exc):  # not for a statement error: that would loop
+                self._reconcile_due.set()
             LOG.error(
                 "database unavailable recording %s (%s); the file stays in the spool and is "
                 "recorded once the database answers again",
@@ -401,8 +413,9 @@ class StorageSCP:
     def _reconcile(self) -> None:
         try:
             reconcile_spool(self.config.spool_dir, self._factory, stop=self._stopping)
-        except SQLAlchemyError as exc:  # down again: the next failed record re-arms it
-            self._reconcile_due.set()
+        except SQLAlchemyError as exc:
+            if _database_unreachable(exc):  # down again: run again once it answers
+                self._reconcile_due.set()
             LOG.warning("spool reconciliation interrupted (%s)", type(exc).__name__)
 
     def wait_reconciled(self, timeout: float | None = None) -> bool:
