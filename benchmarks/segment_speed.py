@@ -3,8 +3,17 @@
 CPU, ``tiny-random`` weights, 20 target slices, 3 labels, k=4 (defaults). Both routes get the
 same retrieved references per target slice (retrieval is done once, outside the timings).
 
-Prints seconds per slice for each route, their ratio (``speedup``) and ``max_mask_diff``: the
-number of pixels whose masks differ where the video-predictor logit has magnitude > 1e-4.
+Prints seconds per slice for each route, their ratio and ``max_mask_diff``: the number of
+pixels whose masks differ where the video-predictor logit has magnitude > 1e-4.
+
+* ``speedup``: RAFSS with a cold memory bank (it encodes every retrieved reference first, as the
+  peers do for every slice);
+* ``speedup_warm_cache``: the worker path, whose reference memories were prepared when the
+  references were approved (``Segmenter.prepare``), so only target slices are encoded.
+
+On the CPU both are bounded by the SAM 2 image encoder (about 65 % of the warm path): the peers
+encode k + 1 images per target slice, RAFSS one (warm) or one plus each retrieved reference
+once (cold). GPU figures: ``benchmarks/gpu_bench.py``.
 
     python benchmarks/segment_speed.py [--slices 20] [--labels 3] [--k 4] [--json]
 """
