@@ -176,3 +176,24 @@ def test_bf16_precision_runs_on_the_cpu_and_stays_close(tiny_models, pipeline_ca
     agreement = np.mean((a.array > 0) == (b.array > 0))
     print(f"bf16 vs fp32 foreground agreement on the CPU: {agreement:.4f}")
     assert agreement > 0.9
+
+
+def test_position_encodings_are_held_once(tiny_models, synthetic_case):
+    """SAM 2's position encodings depend on the grid only, so one copy serves every slice."""
+    from rafss_core.segmentation.volume import image_to_model
+
+    images, _ = synthetic_case
+    sam = tiny_models.sam
+    with torch.inference_mode():
+        _, _, pos, _ = sam._prepare_backbone_features(sam.forward_image(
+            image_to_model(images[:3], sam.image_size)))
+    for level in pos:  # (HW, N, C): what SAM 2 computes for each slice is the same
+        assert torch.equal(level[:, 0], level[:, 1]) and torch.equal(level[:, 0], level[:, 2])
+
+    feats = MemoryDecoder(sam, tiny_models.sam_id, batch_size=2).image_features(images[:3])
+    assert [p.shape[1] for p in feats.vision_pos_embeds] == [1] * len(pos)
+    assert all(f.shape[1] == 3 for f in feats.vision_feats)
+    _, taken, _ = feats.take([2, 0, 2, 1])
+    for got, want in zip(taken, pos, strict=True):
+        assert got.shape == (want.shape[0], 4, want.shape[2])
+        assert torch.equal(got[:, 3], want[:, 1])
