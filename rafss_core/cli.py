@@ -57,11 +57,12 @@ def _device_settings(data_dir: Path | None, device: str | None, precision: str |
                      **given: Any) -> Any:
     """:func:`_settings` whose device and precision are checked here, before models load:
     a GPU that is not there fails with the fix, not deep inside a job."""
-    from rafss_core.segmentation.devices import DeviceError, resolve_device, resolve_precision
+    from rafss_core.segmentation.devices import DeviceError, check_device, check_precision
 
     settings = _settings(data_dir, device=device, precision=precision, **given)
     try:
-        resolve_precision(settings.precision, resolve_device(settings.device))
+        check_device(settings.device)
+        check_precision(settings.precision)
     except DeviceError as exc:
         _fail(str(exc))
     return settings
@@ -134,10 +135,10 @@ def eval_cmd(
     settings = _device_settings(data_dir, device, precision)
     cfg = EvalConfig(data=data, refs=refs, queries=queries, k=k or settings.k,
                      backend=backend or settings.backend, models=models or settings.models,
-                     models_dir=settings.models_dir, query_split=split,
+                     context=settings.build_context(memories_dir=None, cache_dir=None),
+                     query_split=split,
                      baseline=baseline, propagate=propagate,  # type: ignore[arg-type]
-                     cache_dir=cache_dir, device=settings.device,
-                     precision=settings.precision)
+                     cache_dir=cache_dir)
     try:
         report = run_eval(cfg)
     except (ModelNotFoundError, ModelSpecError, FileNotFoundError, ValueError, KeyError) as exc:
@@ -182,8 +183,8 @@ def segment_cmd(
                                 models or settings.models, k or settings.k,
                                 modality.upper(),
                                 backend=backend or settings.backend,
-                                models_dir=settings.models_dir, device=settings.device,
-                                precision=settings.precision)
+                                context=settings.build_context(memories_dir=None,
+                                                               cache_dir=None))
     except (ModelNotFoundError, ModelSpecError, FileNotFoundError, ValueError) as exc:
         _fail(str(exc))
     for path in written:

@@ -11,9 +11,13 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+if TYPE_CHECKING:
+    from rafss_core.segmentation.segmenter import BuildContext
 
 
 def default_data_dir() -> Path:
@@ -100,6 +104,17 @@ class Settings(BaseSettings):
     @property
     def results_dir(self) -> Path:
         return self.data_dir / "results"
+
+    def build_context(self, **overrides: Any) -> BuildContext:
+        """Where and how segmentation backends run (models, device, precision, batch, caches),
+        from these settings; ``overrides`` replace fields (e.g. ``memories_dir=None``)."""
+        from dataclasses import replace
+
+        from rafss_core.segmentation.segmenter import BuildContext
+
+        return replace(BuildContext(self.models_dir, self.device, self.precision,
+                                    self.memories_dir, self.encodings_dir, self.batch_size),
+                       **overrides)
 
     @property
     def memories_dir(self) -> Path:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -39,14 +39,12 @@ class EvalConfig:
     k: int = 4
     backend: str | None = None  # None or "auto": chosen from models / what is imported
     models: str | None = None  # None: the backend's default
-    models_dir: Path | None = None  # None: the settings' models folder
+    context: BuildContext | None = None  # models folder, device, precision; None: settings
     query_split: str = "test"  # "val" while choosing settings, "test" for the table
     baseline: Baseline | None = None
     propagate: bool = False
     cache_dir: Path | None = None  # image-encoder outputs reused across runs
     progress: bool = True
-    device: str = "cpu"  # cpu, cuda or cuda:N
-    precision: str = "auto"
 
 
 @dataclass
@@ -88,14 +86,9 @@ def run_eval(cfg: EvalConfig, segmenter: Segmenter | None = None) -> dict[str, A
     if set(ref_patients) & set(query_patients):
         raise ValueError("reference and query patients overlap; fix splits.json")
     if segmenter is None:
-        models_dir = cfg.models_dir
-        if models_dir is None:
-            from rafss_core.config import Settings
-
-            models_dir = Settings.load().models_dir
-        name, models = choose(cfg.backend, cfg.models, models_dir)
-        segmenter = build_segmenter(name, models, BuildContext(
-            models_dir, cfg.device, cfg.precision, cache_dir=cfg.cache_dir))
+        context = cfg.context or _settings_context()
+        name, models = choose(cfg.backend, cfg.models, context.models_dir)
+        segmenter = build_segmenter(name, models, replace(context, cache_dir=cfg.cache_dir))
     ids = segmenter.ids
     if ids.weights == "random":
         log.warning(RANDOM_WEIGHTS_NOTICE)
@@ -169,3 +162,11 @@ def nan_to_none(x: Any) -> Any:
     if isinstance(x, list):
         return [nan_to_none(v) for v in x]
     return x
+
+
+def _settings_context() -> BuildContext:
+    """The settings' models folder, device and precision; no service caches (an evaluation
+    writes nothing into the service's data directory)."""
+    from rafss_core.config import Settings
+
+    return Settings.load().build_context(memories_dir=None, cache_dir=None)

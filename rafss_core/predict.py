@@ -52,22 +52,20 @@ def segment_files(
     modality: str = "MR",
     progress: bool = True,
     backend: str | None = None,
-    models_dir: Path | None = None,
+    context: BuildContext | None = None,
     segmenter: Segmenter | None = None,
-    device: str = "cpu",
-    precision: str = "auto",
 ) -> list[Path]:
     """Write one ``<case>.nii.gz`` label map per input image, on the input's geometry.
 
     ``backend`` None or ``auto`` picks the backend from ``models`` or from what is imported
-    into ``models_dir`` (default: the settings' models folder)."""
+    into the context's models folder (default: the settings')."""
     if segmenter is None:
-        if models_dir is None:
+        if context is None:
             from rafss_core.config import Settings
 
-            models_dir = Settings.load().models_dir
-        name, spec = choose(backend, models, models_dir)
-        segmenter = build_segmenter(name, spec, BuildContext(models_dir, device, precision))
+            context = Settings.load().build_context(memories_dir=None, cache_dir=None)
+        name, spec = choose(backend, models, context.models_dir)
+        segmenter = build_segmenter(name, spec, context)
     refs: list[ReferenceSlice] = []
     for image, label in reference_pairs(reference_images, reference_labels):
         volume = read_volume(image, modality)

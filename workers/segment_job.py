@@ -22,7 +22,7 @@ from rafss_core.config import Settings
 from rafss_core.segmentation.backends import build_segmenter, verify_models
 from rafss_core.segmentation.pipeline import LabelMap, SegmentOptions
 from rafss_core.segmentation.retrieval import ReferenceLibrary, ReferenceSlice
-from rafss_core.segmentation.segmenter import BuildContext, Segmenter, SegmenterIds
+from rafss_core.segmentation.segmenter import Segmenter, SegmenterIds
 from rafss_core.store.models import Job, Label, ReferenceSet, Series, Task
 from rafss_core.store.repositories.deliveries import create_deliveries_for_result
 from rafss_core.store.repositories.embeddings import series_embeddings, store_series_embeddings
@@ -53,12 +53,7 @@ class WorkerContext:
         with self._lock:
             if (backend, models) not in self._segmenters:
                 self._segmenters[(backend, models)] = build_segmenter(
-                    backend, models, BuildContext(self.settings.models_dir,
-                                                  self.settings.device,
-                                                  self.settings.precision,
-                                                  self.settings.memories_dir,
-                                                  self.settings.encodings_dir,
-                                                  self.settings.batch_size))
+                    backend, models, self.settings.build_context())
             return self._segmenters[(backend, models)]
 
 

@@ -54,15 +54,11 @@ def _slice_view(r: ReferenceSlice, labels_present: list[int] | None = None) -> S
 def task_segmenter(app: App, task: str) -> Segmenter:
     """The task's segmenter, built from the settings' model folders."""
     from rafss_core.segmentation.backends import build_segmenter
-    from rafss_core.segmentation.segmenter import BuildContext
 
     with app.sessions() as s:
         t = task_by_name(s, task)
         backend, spec = t.backend, t.segmenter_id
-    st = app.settings
-    return build_segmenter(backend, spec, BuildContext(
-        st.models_dir, st.device, st.precision, st.memories_dir, st.encodings_dir,
-        st.batch_size))
+    return build_segmenter(backend, spec, app.settings.build_context())
 
 
 def deidentifier(app: App) -> Any:

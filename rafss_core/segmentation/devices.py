@@ -4,15 +4,15 @@
 ``CUDA_VISIBLE_DEVICES`` or ``torch.cuda.set_device`` says otherwise); ``cuda:N`` names it.
 Run one worker per GPU, each with its own ``RAFSS_DEVICE=cuda:N``.
 
-Precision ``auto`` is bf16 autocast on a GPU (what SAM 2's own examples run; flash attention
-needs it) and fp32 on the CPU, where bf16 is slower and the equivalence with
+Precision ``auto`` is bf16 autocast on a GPU with native bf16 (what SAM 2's own examples run;
+flash attention needs it) and fp32 on older GPUs and on the CPU, where the equivalence with
 ``SAM2VideoPredictor`` is exact. Reference memories are always built in fp32, so one memory
 bank serves both precisions.
 """
 
 from __future__ import annotations
 
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager, ExitStack, nullcontext
 from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
@@ -26,14 +26,20 @@ class DeviceError(ValueError):
     """The configured device cannot be used here; the message names the fix."""
 
 
-def resolve_device(name: str) -> torch.device:
-    """``cpu``, ``cuda`` or ``cuda:N`` -> a concrete ``torch.device`` (GPU index pinned).
+def check_device(name: str) -> None:
+    """Refuse a device that cannot be used here, without importing torch for ``cpu`` and
+    without initialising CUDA (so a supervisor that only checks holds no GPU memory).
 
     Raises
     ------
     DeviceError
         The name is not a device, or no such GPU is visible to this process.
     """
+    if name.strip().lower() != "cpu":
+        _parse(name)
+
+
+def _parse(name: str) -> torch.device:
     import torch
 
     try:
@@ -44,21 +50,39 @@ def resolve_device(name: str) -> torch.device:
         return device
     if device.type != "cuda":
         raise DeviceError(f"device {name!r} is not supported: use cpu, cuda or cuda:N")
-    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    count = torch.cuda.device_count()  # NVML where it can: no CUDA context is created
     if count == 0:
         raise DeviceError(f"device {name!r}: no CUDA GPU is visible to this process; set "
                           "RAFSS_DEVICE=cpu (or --device cpu), or check the NVIDIA driver and "
                           "CUDA_VISIBLE_DEVICES")
-    index = torch.cuda.current_device() if device.index is None else device.index
-    if index >= count:
+    if device.index is not None and device.index >= count:
         raise DeviceError(f"device {name!r}: only {count} GPU(s) are visible "
                           f"(cuda:0..cuda:{count - 1})")
-    return torch.device("cuda", index)
+    return device
+
+
+def resolve_device(name: str) -> torch.device:
+    """``cpu``, ``cuda`` or ``cuda:N`` -> a concrete ``torch.device`` (``cuda`` alone: the
+    process's current GPU, which initialises CUDA).
+
+    Raises
+    ------
+    DeviceError
+        As :func:`check_device`.
+    """
+    import torch
+
+    device = _parse(name)
+    if device.type == "cuda" and device.index is None:
+        return torch.device("cuda", torch.cuda.current_device())
+    return device
 
 
 def use_device(name: str) -> torch.device:
     """:func:`resolve_device`, then make that GPU the process's current one, so every
-    allocation of this process (models, memories, SAM 2's own tensors) lands on it."""
+    allocation of this process (models, memories, SAM 2's own tensors) lands on it. Decoding
+    also runs inside :func:`compute_context`, which pins the GPU for each calling thread (a
+    threads-pool worker)."""
     device = resolve_device(name)
     if device.type == "cuda":
         import torch
@@ -68,13 +92,37 @@ def use_device(name: str) -> torch.device:
 
 
 def resolve_precision(name: str, device: torch.device) -> Precision:
-    """``auto`` -> bf16 on a GPU, fp32 on the CPU; ``fp32`` and ``bf16`` as given."""
+    """``auto`` -> bf16 on a GPU with native bf16 (compute capability 8.0+: A100, L4, H100…),
+    fp32 on older GPUs and on the CPU; ``fp32`` and ``bf16`` as given."""
+    name = check_precision(name)
+    if name == "auto":
+        if device.type != "cuda":
+            return "fp32"
+        import torch
+
+        return "bf16" if torch.cuda.get_device_capability(device)[0] >= 8 else "fp32"
+    return name  # type: ignore[return-value]
+
+
+def check_precision(name: str) -> str:
+    """The precision's name, normalised; a :class:`DeviceError` for anything unknown."""
     name = name.strip().lower()
     if name not in PRECISIONS:
         raise DeviceError(f"precision {name!r} is not one of {', '.join(PRECISIONS)}")
-    if name == "auto":
-        return "bf16" if device.type == "cuda" else "fp32"
-    return name  # type: ignore[return-value]
+    return name
+
+
+def compute_context(device: torch.device, precision: Precision
+                    ) -> AbstractContextManager[object]:
+    """Where model code runs: the GPU made current for this thread, under bf16 autocast for
+    ``precision == "bf16"``; nothing on the CPU in fp32."""
+    stack = ExitStack()
+    if device.type == "cuda":
+        import torch
+
+        stack.enter_context(torch.cuda.device(device))
+    stack.enter_context(autocast(device, precision))
+    return stack
 
 
 def autocast(device: torch.device, precision: Precision) -> AbstractContextManager[object]:

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from rafss_core.segmentation.devices import Precision, autocast, default_batch_size
+from rafss_core.segmentation.devices import Precision, compute_context, default_batch_size
 from rafss_core.segmentation.volume import image_to_model, mask_to_model
 
 if TYPE_CHECKING:
@@ -241,7 +241,7 @@ class MemoryDecoder:
 
         precision: Precision = "fp32" if reference else self.precision
         parts: list[tuple[list, list, list]] = []
-        with torch.inference_mode(), autocast(self.device, precision):
+        with torch.inference_mode(), compute_context(self.device, precision):
             for start in range(0, len(slices), self.batch_size):
                 x = image_to_model(slices[start : start + self.batch_size], self.image_size,
                                    self.device)
@@ -300,7 +300,7 @@ class MemoryDecoder:
         import torch.nn.functional as F
 
         sam = self.sam
-        with torch.inference_mode():
+        with torch.inference_mode(), compute_context(self.device, "fp32"):
             mask_inputs = mask_to_model(masks.astype(np.float32), self.image_size).to(self.device)
             # 1) the mask is the output (use_mask_input_as_output_without_sam), as add_new_mask
             vision_feats, vision_pos, feat_sizes = feats.every()
@@ -378,7 +378,7 @@ class MemoryDecoder:
             non_cond[k] = previous
             frame_idx, num_frames = k + 1, k + 2
         feats, pos, sizes = features.take(target_index)
-        with torch.inference_mode(), autocast(self.device, self.precision):
+        with torch.inference_mode(), compute_context(self.device, self.precision):
             out = sam.track_step(
                 frame_idx=frame_idx, is_init_cond_frame=False,
                 current_vision_feats=feats, current_vision_pos_embeds=pos, feat_sizes=sizes,

@@ -43,6 +43,9 @@ from rafss_core.segmentation.volume import (
 
 log = logging.getLogger(__name__)
 
+SLICE_CHUNK = 8  # slices whose image features are held at once, unless the batch is larger
+LOGITS_BUDGET_BYTES = 512 * 2**20  # a chunk's logits on the source grid, every label
+
 
 @dataclass
 class LabelMap:
@@ -150,7 +153,7 @@ def segment(
     label_map = np.zeros((z_count, h, w), dtype=np.uint16)
     scores = torch.zeros((z_count * n_labels,), dtype=torch.float32, device=device)
     lut = torch.as_tensor(values, dtype=torch.int32, device=device)
-    chunk_size = opts.slice_chunk or max(8, decoder.batch_size)
+    chunk_size = opts.slice_chunk or slice_chunk(decoder.batch_size, n_labels, h, w)
 
     bar = tqdm(total=z_count, desc="segment slices", unit="slice", disable=not opts.progress)
     previous = None
@@ -192,6 +195,14 @@ def segment(
     names = {v: (label_names or {}).get(v, str(v)) for v in values}
     return LabelMap(volume.with_array(label_map), names, neighbours.best_similarity,
                     scores.view(z_count, n_labels).cpu().numpy(), embeddings)
+
+
+def slice_chunk(batch_size: int, n_labels: int, height: int, width: int) -> int:
+    """Slices decoded per chunk: at least a decode batch's worth, and no more than keeps the
+    chunk's source-grid logits (every label, float32) within ``LOGITS_BUDGET_BYTES``, so a
+    series with many labels stays bounded (100 labels at 512 x 512: 5 slices)."""
+    by_memory = LOGITS_BUDGET_BYTES // (4 * n_labels * height * width)
+    return max(1, min(max(SLICE_CHUNK, batch_size), by_memory))
 
 
 def merge_labels(logits: torch.Tensor, values: torch.Tensor) -> torch.Tensor:

@@ -139,9 +139,11 @@ def test_precision_reaches_the_decoder_and_the_worker_settings(tmp_path):
 
     given = Settings.load(data_dir=tmp_path, precision="bf16",
                           database_url="postgresql+psycopg://nobody@127.0.0.1:1/none")
+    earlier = tasks._context  # another test may have built this process's context
+    tasks._context = None
     tasks.use_settings(given)
     try:
         assert tasks.worker_context().settings is given  # `rafss worker` options reach jobs
     finally:
         tasks.use_settings(None)
-        tasks._context = None
+        tasks._context = earlier

@@ -31,6 +31,7 @@ from rafss_core.segmentation.models import (
     registry_file,
 )
 from rafss_core.segmentation.pipeline import (
+    SLICE_CHUNK,
     LabelMap,
     SegmentOptions,
     label_values,
@@ -171,7 +172,7 @@ class LiteMedSamBoxSegmenter:
         vectors: list[np.ndarray] = []
         ref_feats: dict[str, Any] = {}  # reference encodings used by this volume
         bar = tqdm(total=z_count, desc="segment slices", unit="slice", disable=not opts.progress)
-        chunk_size = opts.slice_chunk or 8
+        chunk_size = opts.slice_chunk or SLICE_CHUNK
         for start in range(0, z_count, chunk_size):
             zs = list(range(start, min(start + chunk_size, z_count)))
             feats = self.features(slices[zs])

@@ -10,6 +10,7 @@ from rafss_core.segmentation.pipeline import (
     merge_labels,
     reference_slices,
     segment,
+    slice_chunk,
 )
 from rafss_core.segmentation.volume import Volume
 
@@ -35,6 +36,13 @@ def test_merge_labels_argmax_with_background():
     # px0: every logit < 0 -> background; px1: label 1 wins; px2: tie -> first label;
     # px3: label 7; px4: 0 is foreground
     assert lab.tolist() == [[[0, 1, 1, 7, 7]]]
+
+
+def test_chunks_follow_the_batch_and_stay_within_the_logits_budget():
+    assert slice_chunk(8, 3, 256, 256) == 8
+    assert slice_chunk(32, 3, 256, 256) == 32  # a GPU batch
+    assert slice_chunk(32, 100, 512, 512) == 5  # 100 labels: 5 x 100 MiB of logits
+    assert slice_chunk(8, 1000, 1024, 1024) == 1  # never zero
 
 
 def test_segment_keeps_geometry_and_reports_confidence(tiny_models, case, library):
