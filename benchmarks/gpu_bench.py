@@ -21,7 +21,7 @@ Run on the GPU machine from the repository root (well under 5 minutes on an H200
 
 A bare GPU image with torch and transformers lacks SAM 2 and its configuration packages; the
 script says which are missing and exits 2. ``benchmarks/gpu_wheels.sh`` (run here) puts them in
-``.whl/`` to carry. Smoke test on the CPU (what ``tests/unit/test_benchmarks.py`` runs):
+``.whl/`` to carry. Smoke test on the CPU (``tests/unit/test_gpu_bench.py`` runs a smaller one):
 
     python benchmarks/gpu_bench.py --device cpu --models tiny --slices 3 --peer-slices 1 \
         --memory-slices 4
@@ -46,8 +46,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 # import name -> what pip installs; what a bare image with torch and transformers lacks
 NEEDED = {"sam2": "sam2==1.1.0", "hydra": "hydra-core", "omegaconf": "omegaconf",
-          "iopath": "iopath", "transformers": "transformers", "safetensors": "safetensors",
-          "tqdm": "tqdm", "torch": "torch", "psutil": "psutil"}
+          "iopath": "iopath", "portalocker": "portalocker", "transformers": "transformers",
+          "safetensors": "safetensors", "tqdm": "tqdm", "torch": "torch", "psutil": "psutil"}
 SAM_MODELS = ("t", "s", "b+", "l")
 SIDE = 256  # target and reference slices are SIDE x SIDE
 
@@ -94,7 +94,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     ref_images, ref_labels = synthetic(args.references, 3, seed=1, shape=(SIDE, SIDE))
     targets, _ = synthetic(max(args.slices, args.peer_slices), 3, seed=2, shape=(SIDE, SIDE))
     sizes = ["tiny"] if args.models == "tiny" else [m.strip() for m in args.models.split(",")]
+    started = time.perf_counter()
     for size in sizes:
+        model_started = time.perf_counter()
         if gpu:
             torch.cuda.empty_cache()
             torch.cuda.reset_peak_memory_stats(device)
@@ -107,7 +109,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                                                2)
         if size == sizes[0] and args.memory_slices:
             out["memory"] = _memory_case(bundle, size, ref_images, ref_labels, args, device)
+        out[f"{size}_bench_seconds"] = round(time.perf_counter() - model_started, 1)
         del bundle
+    out["bench_seconds"] = round(time.perf_counter() - started, 1)
     return out
 
 

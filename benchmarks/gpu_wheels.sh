@@ -14,6 +14,8 @@ PY=${PYTHON:-.venv/bin/python}
 # sam2 and iopath/antlr4 ship as source only: build pure-Python wheels here
 SAM2_BUILD_CUDA=0 "$PY" -m pip wheel -q --no-deps --no-build-isolation -w .whl \
   sam2==1.1.0 iopath==0.1.10 antlr4-python3-runtime==4.9.3
+# the GPU image has portalocker and psutil; carried anyway, so a missing one is no surprise
 "$PY" -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 \
-  --implementation cp -d .whl hydra-core==1.3.2 omegaconf==2.3.0
+  --implementation cp --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+  -d .whl hydra-core==1.3.2 omegaconf==2.3.0 portalocker==3.2.0 psutil==7.2.2
 ls -l .whl

@@ -155,6 +155,8 @@ class ScpConfig:
         values.update(overrides)
         return cls(**values)
 
+RECONCILE_STOP_WAIT_SECONDS = 10.0  # how long stop() waits for a background reconciliation
+
 
 def _status(code: int, comment: str | None = None) -> Dataset | int:
     if comment is None:
@@ -282,7 +284,13 @@ class StorageSCP:
         with self._reconcile_lock:
             reconciler = self._reconciler
         if reconciler is not None:
-            reconciler.join()  # stops between batches (reconcile_spool's ``stop``)
+            # it stops between batches (reconcile_spool's ``stop``); a database that hangs
+            # must not hang shutdown: the daemon thread dies with the process, and the rows it
+            # had not recorded are recorded by the next reconciliation
+            reconciler.join(RECONCILE_STOP_WAIT_SECONDS)
+            if reconciler.is_alive():
+                LOG.warning("spool reconciliation still running at shutdown; the next start "
+                            "finishes it")
         self._engine.dispose()
         LOG.info("Storage SCP %s stopped", self.config.ae_title)
 
