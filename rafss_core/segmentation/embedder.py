@@ -55,7 +55,7 @@ class SliceEmbedder:
             batches = tqdm(batches, total=total, desc="embed slices", unit="batch")
         with torch.inference_mode():
             for batch in batches:
-                x = image_to_model(batch, self.image_size, device).to(device)
+                x = image_to_model(batch, self.image_size, device)
                 tokens = self.model(pixel_values=x).last_hidden_state
                 cls = tokens[:, 0]
                 feats = torch.cat([cls, tokens[:, 1:].mean(dim=1)], dim=1) \

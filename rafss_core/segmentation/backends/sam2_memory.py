@@ -114,7 +114,7 @@ class Sam2MemorySegmenter:
 def build(models: str, ctx: BuildContext) -> Sam2MemorySegmenter:
     device = use_device(ctx.device)
     bundle = load_models(models, ctx.models_dir, str(device))
-    bank = MemoryBank(directory=ctx.memories_dir, device=str(device))
+    bank = MemoryBank(directory=ctx.memories_dir)  # the decoder puts it on its device
     decoder = MemoryDecoder(bundle.sam, bundle.sam_id, bank, batch_size=ctx.batch_size,
                             precision=resolve_precision(ctx.precision, device))
     return Sam2MemorySegmenter(bundle, decoder)
