@@ -493,7 +493,8 @@ def references_import(
     batch, embedded here; --approve approves it into the next reference-set version."""
     from rafss_core.app.references import import_volumes
     from rafss_core.app.tasks import get_task
-    from rafss_core.curation import dicom_volume, nifti_volumes, task_segments
+    from rafss_core.datasets.annotated import dicom_volume, nifti_volumes
+    from rafss_core.dicom.labels import task_segments
     from rafss_core.store.repositories.tasks import task_by_name
 
     rafss = _app(data_dir)

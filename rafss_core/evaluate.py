@@ -63,13 +63,26 @@ class MethodScores:
                 "hd95": float(np.mean(finite)) if finite else float("nan"),
                 "hd95_undefined": len(hd) - len(finite),
             }
-        mean_dice = float(np.mean([v["dice"] for v in per_label.values()]))
-        return {"per_label": per_label, "mean_dice": mean_dice}
+            oracle = [c["per_label"][name]["dice_oracle"] for c in self.cases
+                      if "dice_oracle" in c["per_label"][name]]
+            if oracle:  # cases whose ground truth never holds the label do not count
+                held = [d for d in oracle if not math.isnan(d)]
+                per_label[name]["dice_oracle"] = float(np.mean(held)) if held else float("nan")
+        out: dict[str, Any] = {
+            "per_label": per_label,
+            "mean_dice": float(np.mean([v["dice"] for v in per_label.values()]))}
+        if all("dice_oracle" in v for v in per_label.values()) and per_label:
+            out["mean_dice_oracle"] = float(np.nanmean(
+                [v["dice_oracle"] for v in per_label.values()]))
+        return out
 
 
 def _score_case(case_id: str, pred: np.ndarray, ref: np.ndarray, spacing_zyx: tuple,
-                labels: dict[int, str]) -> dict[str, Any]:
+                labels: dict[int, str], oracle_slices: bool = False) -> dict[str, Any]:
     scores = metrics.per_label(pred, ref, list(labels), spacing_zyx)
+    if oracle_slices:
+        for v, s in scores.items():
+            s["dice_oracle"] = metrics.oracle_slice_dice(pred == v, ref == v)
     return {"case": case_id, "per_label": {labels[v]: s for v, s in scores.items()}}
 
 

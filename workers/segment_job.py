@@ -75,6 +75,15 @@ class StoredReferenceSlices(Mapping[str, ReferenceSlice]):
                 raise KeyError(key) from exc
         return self._cache[key]
 
+    def stack(self, stack: str) -> list[ReferenceSlice]:
+        """Every approved slice of one reference volume (backends that register volumes)."""
+        from rafss_core.store.repositories.references import load_reference_stack
+
+        with self._sessions() as s:
+            slices = load_reference_stack(s, stack)
+        self._cache.update((r.key, r) for r in slices)
+        return slices
+
     def __iter__(self) -> Iterator[str]:
         return iter(self._cache)
 
@@ -120,7 +129,7 @@ def encode_seg(inputs: JobInputs, loaded: Any, result: LabelMap | np.ndarray,
     algorithm = AlgorithmInfo(model_ids=list(ids.model_ids),
                               reference_set_version=str(inputs.reference_set_version),
                               task=inputs.task.name, backend=ids.backend)
-    from rafss_core.curation import task_segments
+    from rafss_core.dicom.labels import task_segments
 
     array = result.array if isinstance(result, LabelMap) else result
     return write_seg(array, loaded, task_segments(inputs.labels), algorithm,
@@ -130,7 +139,7 @@ def encode_seg(inputs: JobInputs, loaded: Any, result: LabelMap | np.ndarray,
 def encode_report(inputs: JobInputs, loaded: Any, seg: Any, labels: np.ndarray,
                   result: LabelMap, flagged: list[int], ids: SegmenterIds) -> Any:
     """The TID 1500 volume report next to the SEG (UIDs derived from the job key)."""
-    from rafss_core.curation import task_segments
+    from rafss_core.dicom.labels import task_segments
     from rafss_core.dicom.report import Confidence, write_volume_report
 
     similarity = np.asarray(result.slice_similarity, dtype=np.float64)

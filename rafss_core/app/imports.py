@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from rafss_core.app.context import App
-from rafss_core.curation import AnnotatedVolume, dicom_pair, nifti_pair, task_segments
+from rafss_core.datasets.annotated import AnnotatedVolume, dicom_pair, nifti_pair
 from rafss_core.segmentation.segmenter import Segmenter
 from rafss_core.store.enums import JobKind, ReferenceOrigin
 from rafss_core.store.repositories import audit
@@ -44,6 +44,8 @@ class ImportRequest:
 
 
 def _task_labels(app: App, task: str) -> tuple[int, str, list[Any], set[int]]:
+    from rafss_core.dicom.labels import task_segments
+
     with app.sessions() as s:
         t = task_by_name(s, task)
         return t.id, t.modality, task_segments(list(t.labels)), {lab.number for lab in t.labels}

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from rafss_core.app.context import App
 from rafss_core.app.views import CandidateView, ReferenceSetView, SliceView
-from rafss_core.curation import AnnotatedVolume
+from rafss_core.datasets.annotated import AnnotatedVolume
 from rafss_core.segmentation.segmenter import Segmenter
 from rafss_core.segmentation.volume import normalise
 from rafss_core.store.enums import CandidateState, JobKind, ReferenceOrigin, ReferenceState

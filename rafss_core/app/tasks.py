@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from pathlib import Path
 
 from sqlalchemy.orm import Session
 
@@ -13,14 +14,54 @@ from rafss_core.store.models import Task
 from rafss_core.store.repositories import audit
 from rafss_core.store.repositories.references import latest_reference_set, reference_counts
 from rafss_core.store.repositories.tasks import (
+    LabelSpec,
     add_routing_rule,
     find_task,
     list_routing_rules,
     task_by_name,
 )
+from rafss_core.store.repositories.tasks import create_task as _create_task
 from rafss_core.store.repositories.tasks import list_tasks as _list_tasks
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+
+
+def parse_label(text: str, index: int) -> LabelSpec:
+    """A label from ``NUMBER:NAME`` or ``NUMBER:NAME:SCHEME:CODE`` (the code's meaning is the
+    name). Without a code, a well-known name gets its SNOMED CT type and any other name the
+    generic one (:mod:`rafss_core.dicom.labels`); ``index`` picks the palette colour.
+
+    Raises:
+        ValueError: ``text`` is neither form.
+    """
+    from rafss_core.dicom.labels import ANATOMY, GENERIC_TYPE, KNOWN_TYPES, PALETTE
+
+    parts = text.split(":")
+    if len(parts) not in (2, 4) or not parts[0].isdigit() or not parts[1]:
+        raise ValueError(f"label {text!r}: use NUMBER:NAME or NUMBER:NAME:SCHEME:CODE")
+    number, name = int(parts[0]), parts[1]
+    kind = KNOWN_TYPES.get(name.upper(), GENERIC_TYPE)
+    if len(parts) == 4:
+        kind = (parts[2], parts[3], name)
+    return LabelSpec(number, name, category=ANATOMY, type=kind,
+                     colour_rgb=PALETTE[index % len(PALETTE)])
+
+
+def new_task(session: Session, name: str, modality: str, labels: Sequence[str],
+             models: str | None, models_dir: Path, k: int = 4, actor: str = "cli",
+             backend: str | None = None, min_similarity: float = 0.0) -> Task:
+    """Create a task in ``session`` (no checks, no audit row: see :func:`create_task`), its
+    labels parsed by :func:`parse_label`; ``backend`` None or ``auto`` picks it from
+    ``models`` or from what is imported (see :func:`rafss_core.segmentation.backends.choose`).
+    """
+    from rafss_core.segmentation.backends import choose, segmenter_ids
+
+    specs = [parse_label(text, i) for i, text in enumerate(labels)]
+    name_, models = choose(backend, models, models_dir)
+    ids = segmenter_ids(name_, models, models_dir)
+    return _create_task(session, name=name, modality=modality.upper(), labels=specs,
+                        embedder_id=ids.embedder_id, segmenter_id=models, backend=name_,
+                        k=k, actor=actor, min_similarity=min_similarity)
 
 
 def _view(session: Session, task: Task) -> TaskView:
@@ -46,8 +87,6 @@ def create_task(app: App, actor: str, *, name: str, modality: str, labels: Seque
     Raises:
         ValueError: a bad name, label, modality or k; a task with that name exists.
     """
-    from rafss_core.curation import new_task
-
     if not NAME.fullmatch(name):
         raise ValueError(f"task name {name!r}: use 1-128 letters, digits, '.', '_' or '-'")
     if not re.fullmatch(r"[A-Za-z]{1,16}", modality):

@@ -57,6 +57,16 @@ def hd95(pred: np.ndarray, ref: np.ndarray, spacing: Sequence[float]) -> float:
     return float(np.percentile(distances, 95))
 
 
+def oracle_slice_dice(pred: np.ndarray, ref: np.ndarray) -> float:
+    """Dice over only the slices (axis 0) whose reference holds the label: the few-shot
+    protocol of SSL-ALPNet and its successors, which leaves presence to an oracle. NaN when no
+    slice holds the label (the case does not count)."""
+    held = ref.astype(bool).reshape(ref.shape[0], -1).any(axis=1)
+    if not held.any():
+        return float("nan")
+    return dice(pred[held], ref[held])
+
+
 def per_label(
     pred: np.ndarray, ref: np.ndarray, labels: Sequence[int], spacing: Sequence[float]
 ) -> dict[int, dict[str, float]]:

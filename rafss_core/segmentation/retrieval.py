@@ -21,6 +21,11 @@ class ReferenceSlice:
     key: str
     image: np.ndarray  # (H, W) float32 in [0, 1]
     labels: np.ndarray  # (H, W) integer label values, 0 = background
+    # the annotated volume the slice came from and its index there ("" / -1: unknown), so
+    # backends that register whole reference volumes can rebuild them
+    stack: str = ""
+    position: int = -1
+    spacing: tuple[float, float, float] | None = None  # mm between slices, rows, columns
 
     def __post_init__(self) -> None:
         if self.image.shape != self.labels.shape or self.image.ndim != 2:
@@ -96,6 +101,13 @@ class ExactIndex:
         return Neighbours([[self._keys[i] for i in row] for row in order], top)
 
 
+@runtime_checkable
+class StackSource(Protocol):
+    """Where whole reference volumes come from (the store implements it for a service)."""
+
+    def stack(self, stack: str) -> list[ReferenceSlice]: ...
+
+
 @dataclass
 class ReferenceLibrary:
     """Reference slices plus an index over their embeddings."""
@@ -105,3 +117,23 @@ class ReferenceLibrary:
 
     def __len__(self) -> int:
         return len(self.index)
+
+    def stack(self, stack: str) -> list[ReferenceSlice]:
+        """Every slice of one annotated reference volume, in slice order. From the slices'
+        own source when it can load stacks (the store), else from the slices held here."""
+        if isinstance(self.slices, StackSource):
+            return self.slices.stack(stack)
+        return sorted((s for s in self.slices.values() if s.stack == stack),
+                      key=lambda s: s.position)
+
+    def stacks_by_votes(self, found: Neighbours, n: int) -> list[str]:
+        """The ``n`` reference volumes most retrieved for a target volume: each retrieved
+        slice votes for its volume with its similarity. Slices of no known volume do not
+        vote."""
+        votes: dict[str, float] = {}
+        for keys, sims in zip(found.keys, found.similarities, strict=True):
+            for key, sim in zip(keys, sims, strict=True):
+                stack = self.slices[key].stack
+                if stack:
+                    votes[stack] = votes.get(stack, 0.0) + max(float(sim), 0.0)
+        return sorted(votes, key=lambda s: (-votes[s], s))[:n]

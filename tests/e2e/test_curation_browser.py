@@ -30,7 +30,7 @@ def _token(rafss, role: str) -> str:
 
 def _corrected_seg(series_files: list[Path], out: Path) -> Path:
     """What a radiologist sends back: the expert annotation of the series as a new SEG."""
-    from rafss_core.curation import parse_label
+    from rafss_core.app.tasks import parse_label
     from rafss_core.dicom.seg import AlgorithmInfo, CodeTriplet, SegmentSpec, write_seg
     from rafss_core.dicom.series import load_series
 

@@ -11,18 +11,14 @@ import sqlalchemy as sa
 
 from rafss_core.app import App
 from rafss_core.app.references import import_volumes
+from rafss_core.app.tasks import new_task, parse_label
 from rafss_core.config import Settings
-from rafss_core.curation import (
-    dicom_volume,
-    new_task,
-    nifti_volumes,
-    parse_label,
-    task_by_name,
-    task_segments,
-)
+from rafss_core.datasets.annotated import dicom_volume, nifti_volumes
+from rafss_core.dicom.labels import task_segments
 from rafss_core.segmentation.models import load_models
 from rafss_core.segmentation.volume import normalise
 from rafss_core.store.models import ReferenceSlice
+from rafss_core.store.repositories.tasks import task_by_name
 from rafss_core.store.vector import PgVectorIndex
 from tests.factories import ACDC, acdc_case, volume_to_mr_series
 

@@ -276,9 +276,12 @@ def _content_key(image: np.ndarray) -> str:
 
 
 def _merge(logits: dict[int, Any], shape: tuple[int, int]) -> np.ndarray:
-    """Frame logits per label -> a label map on the source grid (argmax, background < 0)."""
+    """Frame logits per label -> a label map on the source grid (argmax, background < 0).
+    No logits (the references vote every label absent on this slice) is an empty slice."""
     import torch
 
+    if not logits:
+        return np.zeros(shape, dtype=np.uint16)
     values = sorted(logits)
     stacked = torch.cat([lms.logits_from_frame(logits[v][None], shape) for v in values])
     return merge_labels(stacked[None].float(), torch.as_tensor(values, dtype=torch.int32)

@@ -184,19 +184,44 @@ def revoke_reference_slice(
 def load_reference_slices(session: Session, ids: Iterable[str | int]) -> dict[str, RetrievalSlice]:
     """Decode the images and masks of the given slices (keys as returned by PgVectorIndex)."""
     wanted = sorted({int(i) for i in ids})
-    rows = session.execute(
-        sa.select(ReferenceSlice.id, ReferenceSlice.image_npz, ReferenceSlice.mask_npz).where(
-            ReferenceSlice.id.in_(wanted)
-        )
-    ).all()
-    found = {
-        str(r.id): RetrievalSlice(str(r.id), decode_array(r.image_npz), decode_array(r.mask_npz))
-        for r in rows
-    }
+    rows = session.execute(_slice_columns().where(ReferenceSlice.id.in_(wanted))).all()
+    found = {str(r.id): _retrieval_slice(r) for r in rows}
     missing = [str(i) for i in wanted if str(i) not in found]
     if missing:
         raise LookupError(f"reference slices not found: {', '.join(missing)}")
     return found
+
+
+def _slice_columns() -> sa.Select:
+    return sa.select(ReferenceSlice.id, ReferenceSlice.image_npz, ReferenceSlice.mask_npz,
+                     ReferenceSlice.candidate_id, ReferenceSlice.series_instance_uid,
+                     ReferenceSlice.slice_index)
+
+
+def _retrieval_slice(row: sa.Row) -> RetrievalSlice:
+    # a reference volume is one series of one candidate batch (UIDs are de-identified)
+    return RetrievalSlice(str(row.id), decode_array(row.image_npz), decode_array(row.mask_npz),
+                          stack_of(row.candidate_id, row.series_instance_uid),
+                          int(row.slice_index))
+
+
+def stack_of(candidate_id: int | None, series_instance_uid: str) -> str:
+    return f"{candidate_id or 0}:{series_instance_uid}"
+
+
+def load_reference_stack(session: Session, stack: str) -> list[RetrievalSlice]:
+    """The approved slices of one reference volume (see :func:`stack_of`), in slice order;
+    a re-imported slice index keeps its newest row."""
+    candidate, _, series = stack.partition(":")
+    if not candidate.isdigit() or not series:
+        raise LookupError(f"no reference volume {stack!r}")
+    rows = session.execute(_slice_columns().where(
+        ReferenceSlice.candidate_id == int(candidate),
+        ReferenceSlice.series_instance_uid == series,
+        ReferenceSlice.state == ReferenceState.APPROVED,
+    ).order_by(ReferenceSlice.slice_index, ReferenceSlice.id)).all()
+    by_index = {int(r.slice_index): r for r in rows}
+    return [_retrieval_slice(by_index[i]) for i in sorted(by_index)]
 
 
 # --- candidate batches ---------------------------------------------------------------------

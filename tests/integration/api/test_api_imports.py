@@ -15,7 +15,7 @@ from tests.factories import acdc_case, volume_to_mr_series
 @pytest.fixture(scope="module")
 def dicom_case(tmp_path_factory, api):
     """An ACDC volume as an MR series and a SEG of its expert labels (the task's segments)."""
-    from rafss_core.curation import task_segments
+    from rafss_core.dicom.labels import task_segments
     from rafss_core.dicom.seg import AlgorithmInfo, write_seg
     from rafss_core.dicom.series import load_series
     from rafss_core.store.repositories.tasks import task_by_name

@@ -11,7 +11,7 @@ import pytest
 from rafss_core.app import App, jobs, peers, references, tasks, tokens
 from rafss_core.app.audit_log import list_audit
 from rafss_core.config import Settings
-from rafss_core.curation import AnnotatedVolume
+from rafss_core.datasets.annotated import AnnotatedVolume
 from rafss_core.segmentation.volume import Volume
 from rafss_core.store.repositories.references import InvalidTransitionError
 

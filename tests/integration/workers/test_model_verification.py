@@ -7,9 +7,9 @@ import uuid
 
 from typer.testing import CliRunner
 
+from rafss_core.app.tasks import new_task
 from rafss_core.cli import app
 from rafss_core.config import Settings
-from rafss_core.curation import new_task
 from rafss_core.segmentation.models import ModelRegistry
 from rafss_core.store.enums import JobKind
 from rafss_core.store.models import Job, Task

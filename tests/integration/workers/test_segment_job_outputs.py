@@ -14,7 +14,7 @@ from rafss_core.app import App
 from rafss_core.app.references import import_volumes
 from rafss_core.app.tasks import create_task
 from rafss_core.config import Settings
-from rafss_core.curation import nifti_volumes
+from rafss_core.datasets.annotated import nifti_volumes
 from rafss_core.store.enums import JobKind
 from rafss_core.store.models import Job, Task
 from rafss_core.store.repositories.instances import InstanceRecord, record_instance

@@ -1,6 +1,6 @@
-"""Curation helpers: label codes, task creation, and reading annotated volumes from files.
+"""Annotated volumes read from files: NIfTI image + label pairs, or a DICOM series + SEG.
 
-The use cases that store and review references are in :mod:`rafss_core.app.references`.
+What the reference imports embed (see :mod:`rafss_core.app.references`).
 """
 
 from __future__ import annotations
@@ -11,75 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sqlalchemy.orm import Session
 
-from rafss_core.segmentation.backends import choose, segmenter_ids
 from rafss_core.segmentation.volume import Volume
-from rafss_core.store.models import Label, Task
-from rafss_core.store.repositories import LabelSpec, create_task
-from rafss_core.store.repositories.tasks import task_by_name
 
-__all__ = ["AnnotatedVolume", "dicom_volume", "new_task", "nifti_volumes", "parse_label",
-           "task_by_name", "task_segments"]
-
-# Default codes for well-known label names (SNOMED CT); anything else gets a generic code.
-ANATOMY = ("SCT", "123037004", "Anatomical Structure")
-KNOWN_TYPES: dict[str, tuple[str, str, str]] = {
-    "LV": ("SCT", "32547003", "Left ventricle cavity"),
-    "RV": ("SCT", "71836000", "Right ventricle cavity"),
-    "MYO": ("SCT", "74281007", "Myocardium"),
-    "LIVER": ("SCT", "10200004", "Liver"),
-    "SPLEEN": ("SCT", "78961009", "Spleen"),
-    "KIDNEY": ("SCT", "64033007", "Kidney"),
-    "PANCREAS": ("SCT", "15776009", "Pancreas"),
-    "LUNG": ("SCT", "39607008", "Lung"),
-    "HEART": ("SCT", "80891009", "Heart"),
-    "AORTA": ("SCT", "15825003", "Aorta"),
-}
-GENERIC_TYPE = ("SCT", "91723000", "Anatomical Structure")
-PALETTE = ["#e6194b", "#3cb44b", "#4363d8", "#ffe119", "#f58231", "#911eb4", "#46f0f0",
-           "#f032e6", "#bcf60c", "#fabebe"]
-
-
-def parse_label(text: str, index: int) -> LabelSpec:
-    """``NUMBER:NAME`` or ``NUMBER:NAME:SCHEME:CODE`` (the code's meaning is the name)."""
-    parts = text.split(":")
-    if len(parts) not in (2, 4) or not parts[0].isdigit() or not parts[1]:
-        raise ValueError(f"label {text!r}: use NUMBER:NAME or NUMBER:NAME:SCHEME:CODE")
-    number, name = int(parts[0]), parts[1]
-    kind = KNOWN_TYPES.get(name.upper(), GENERIC_TYPE)
-    if len(parts) == 4:
-        kind = (parts[2], parts[3], name)
-    return LabelSpec(number, name, category=ANATOMY, type=kind,
-                     colour_rgb=PALETTE[index % len(PALETTE)])
-
-
-def new_task(session: Session, name: str, modality: str, labels: Sequence[str],
-             models: str | None, models_dir: Path, k: int = 4, actor: str = "cli",
-             backend: str | None = None, min_similarity: float = 0.0) -> Task:
-    """Create a task; ``backend`` None or ``auto`` picks it from ``models`` or from what is
-    imported (see :func:`rafss_core.segmentation.backends.choose`)."""
-    specs = [parse_label(text, i) for i, text in enumerate(labels)]
-    name_, models = choose(backend, models, models_dir)
-    ids = segmenter_ids(name_, models, models_dir)
-    return create_task(session, name=name, modality=modality.upper(), labels=specs,
-                       embedder_id=ids.embedder_id, segmenter_id=models, backend=name_,
-                       k=k, actor=actor, min_similarity=min_similarity)
-
-
-def task_segments(labels: Sequence[Label]) -> list[Any]:
-    """A task's labels as DICOM-SEG segment descriptions."""
-    from rafss_core.dicom.seg import CodeTriplet, SegmentSpec
-
-    return [
-        SegmentSpec(
-            label=lab.number, name=lab.name,
-            category=CodeTriplet(lab.category_value, lab.category_scheme, lab.category_meaning),
-            type=CodeTriplet(lab.type_value, lab.type_scheme, lab.type_meaning),
-            color=(int(lab.colour_rgb[1:3], 16), int(lab.colour_rgb[3:5], 16),
-                   int(lab.colour_rgb[5:7], 16)))
-        for lab in labels
-    ]
+__all__ = ["AnnotatedVolume", "dicom_pair", "dicom_volume", "nifti_pair", "nifti_volumes"]
 
 
 @dataclass(frozen=True)
