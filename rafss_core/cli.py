@@ -92,15 +92,28 @@ def print_eval_table(report: dict[str, Any]) -> None:
     if baseline:
         table.add_column(f"{baseline['name']} Dice")
         table.add_column(f"{baseline['name']} HD95")
+    oracle = report.get("oracle_slices", False)
+    if oracle:
+        table.add_column("oracle-slice Dice")
+        if baseline:
+            table.add_column(f"{baseline['name']} oracle-slice Dice")
     for name, s in report["per_label"].items():
         row = [name, f"{s['dice']:.3f} ± {s['dice_std']:.3f}", _fmt(s["hd95"])]
         if baseline:
             b = baseline["per_label"][name]
             row += [f"{b['dice']:.3f}", _fmt(b["hd95"])]
+        if oracle:
+            row += [_fmt(s["dice_oracle"])]
+            if baseline:
+                row += [_fmt(baseline["per_label"][name]["dice_oracle"])]
         table.add_row(*row)
     row = ["mean", f"{report['mean_dice']:.3f}", ""]
     if baseline:
         row += [f"{baseline['mean_dice']:.3f}", ""]
+    if oracle:
+        row += [_fmt(report["mean_dice_oracle"])]
+        if baseline:
+            row += [_fmt(baseline["mean_dice_oracle"])]
     table.add_row(*row, style="bold")
     console.print(table)
     console.print(f"cases: {', '.join(c['case'] for c in report['cases'])}; "
@@ -118,7 +131,11 @@ def eval_cmd(
     backend: Backend = None,
     models: Models = None,
     split: Annotated[str, typer.Option(help="query split: val (tuning) or test")] = "test",
-    baseline: Annotated[str | None, typer.Option(help="label-transfer")] = None,
+    baseline: Annotated[str | None, typer.Option(
+        help="label-transfer (top-1 retrieved labels) or atlas (multi-atlas registration)")
+    ] = None,
+    oracle_slices: Annotated[bool, typer.Option(
+        help="also Dice over only the slices whose ground truth holds the label")] = False,
     propagate: Annotated[bool, typer.Option(help="previous slice as extra memory")] = False,
     cache_dir: Annotated[Path | None, typer.Option(help="reuse image encodings here")] = None,
     json_out: Annotated[Path | None, typer.Option("--json", help="write the report here")] = None,
@@ -127,17 +144,18 @@ def eval_cmd(
     data_dir: DataDir = None,
 ) -> None:
     """Few-shot evaluation: Dice and HD95 per label, per case in 3D."""
-    from rafss_core.evaluate import EvalConfig, run_eval, write_report
+    from rafss_core.evaluate import BASELINES, EvalConfig, run_eval, write_report
     from rafss_core.segmentation.models import ModelNotFoundError, ModelSpecError
 
-    if baseline not in (None, "label-transfer"):
-        _fail(f"unknown baseline {baseline!r}; the only baseline is label-transfer")
+    if baseline not in (None, *BASELINES):
+        _fail(f"unknown baseline {baseline!r}; choose one of {', '.join(BASELINES)}")
     settings = _device_settings(data_dir, device, precision)
     cfg = EvalConfig(data=data, refs=refs, queries=queries, k=k or settings.k,
                      backend=backend or settings.backend, models=models or settings.models,
                      context=settings.build_context(memories_dir=None, cache_dir=None),
                      query_split=split,
                      baseline=baseline, propagate=propagate,  # type: ignore[arg-type]
+                     oracle_slices=oracle_slices,
                      cache_dir=cache_dir)
     try:
         report = run_eval(cfg)

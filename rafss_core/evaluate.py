@@ -14,17 +14,21 @@ import numpy as np
 from rafss_core.datasets.nnunet import NnUNetDataset
 from rafss_core.segmentation import metrics
 from rafss_core.segmentation.backends import build_segmenter, choose
+from rafss_core.segmentation.backends.litemedsam_atlas import ATLASES
 from rafss_core.segmentation.pipeline import (
     SegmentOptions,
     build_library,
     label_transfer,
     reference_slices,
 )
+from rafss_core.segmentation.retrieval import ReferenceLibrary
 from rafss_core.segmentation.segmenter import BuildContext, Segmenter
+from rafss_core.segmentation.volume import Volume, normalise
 
 log = logging.getLogger(__name__)
 
-Baseline = Literal["label-transfer"]
+Baseline = Literal["label-transfer", "atlas"]
+BASELINES: tuple[str, ...] = ("label-transfer", "atlas")
 RANDOM_WEIGHTS_NOTICE = (
     "RANDOM WEIGHTS (tiny-random): these scores exercise the pipeline; they say nothing about "
     "the method. Import real checkpoints with `rafss models import` for meaningful numbers."
@@ -42,6 +46,8 @@ class EvalConfig:
     context: BuildContext | None = None  # models folder, device, precision; None: settings
     query_split: str = "test"  # "val" while choosing settings, "test" for the table
     baseline: Baseline | None = None
+    atlases: int = ATLASES  # reference volumes registered per query by the atlas baseline
+    oracle_slices: bool = False  # also Dice over only the slices whose truth holds the label
     propagate: bool = False
     cache_dir: Path | None = None  # image-encoder outputs reused across runs
     progress: bool = True
@@ -127,12 +133,20 @@ def run_eval(cfg: EvalConfig, segmenter: Segmenter | None = None) -> dict[str, A
         seconds += time.process_time() - start
         wall += time.perf_counter() - start_wall
         slices += volume.num_slices
-        ours.cases.append(_score_case(case.case_id, pred.array, truth, spacing_zyx, ds.labels))
+        ours.cases.append(_score_case(case.case_id, pred.array, truth, spacing_zyx, ds.labels,
+                                      cfg.oracle_slices))
         ours.cases[-1]["mean_retrieval_similarity"] = float(np.mean(pred.slice_similarity))
-        if cfg.baseline == "label-transfer":
+        if pred.fallback_slices:
+            ours.cases[-1]["fallback_slices"] = pred.fallback_slices
+        if cfg.baseline is not None:
             assert pred.embeddings is not None
-            bl = label_transfer(volume, library, pred.embeddings)
-            base.cases.append(_score_case(case.case_id, bl.array, truth, spacing_zyx, ds.labels))
+            if cfg.baseline == "atlas":
+                bl_array = multi_atlas(volume, library, pred.embeddings, list(ds.labels),
+                                       cfg.k, cfg.atlases)
+            else:
+                bl_array = label_transfer(volume, library, pred.embeddings).array
+            base.cases.append(_score_case(case.case_id, bl_array, truth, spacing_zyx,
+                                          ds.labels, cfg.oracle_slices))
 
     report: dict[str, Any] = {
         "backend": ids.backend,
@@ -150,6 +164,7 @@ def run_eval(cfg: EvalConfig, segmenter: Segmenter | None = None) -> dict[str, A
         "cpu_seconds_per_slice": seconds / max(slices, 1),
         "wall_seconds_per_slice": wall / max(slices, 1),
         "encoder_cached": cfg.cache_dir is not None,
+        "oracle_slices": cfg.oracle_slices,
         **ours.summary(ds.labels),
         "cases": ours.cases,
     }
@@ -158,7 +173,31 @@ def run_eval(cfg: EvalConfig, segmenter: Segmenter | None = None) -> dict[str, A
     if cfg.baseline:
         report["baseline"] = {"name": cfg.baseline, **base.summary(ds.labels),
                               "cases": base.cases}
+        if cfg.baseline == "atlas":
+            report["baseline"]["atlases"] = cfg.atlases
     return report
+
+
+def multi_atlas(volume: Volume, library: ReferenceLibrary, embeddings: np.ndarray,
+                values: list[int], k: int, atlases: int) -> np.ndarray:
+    """The classical training-free baseline: the ``atlases`` reference volumes that retrieval
+    votes for (the backend's own retrieval, top-k per slice) are registered onto the query
+    (rotation search, affine, demons; physical spacing), their labels warped by nearest
+    neighbour and fused by majority vote. Failed registrations do not vote."""
+    from rafss_core.segmentation.registration import fuse, label_map_of, register
+
+    found = library.index.search(embeddings, k)
+    target = normalise(volume)
+    spacing = tuple(reversed(volume.spacing))
+    registered = []
+    for stack in library.stacks_by_votes(found, atlases):
+        ref = library.stack(stack)
+        registered.append(register(target, np.stack([r.image for r in ref]),
+                                   np.stack([r.labels for r in ref]), spacing,
+                                   ref[0].spacing or spacing))
+    if not any(r.ok for r in registered):
+        log.warning("atlas baseline: no reference volume registered onto %s", volume.shape)
+    return label_map_of(fuse(registered, values), values)
 
 
 def write_report(report: dict[str, Any], path: Path) -> None:

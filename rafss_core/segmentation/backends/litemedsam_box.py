@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from rafss_core.segmentation import litemedsam as lms
+from rafss_core.segmentation.intensity import intensity_models, relabel
 from rafss_core.segmentation.models import (
     DINOV2_ARCHS,
     ModelFile,
@@ -45,6 +46,7 @@ from rafss_core.segmentation.prompts import (
     label_prompt,
     ring_thickness,
 )
+from rafss_core.segmentation.registration import RegistrationParams
 from rafss_core.segmentation.retrieval import ReferenceLibrary, ReferenceSlice
 from rafss_core.segmentation.segmenter import BuildContext, SegmenterIds
 from rafss_core.segmentation.volume import IntensityProfile, Volume, normalise
@@ -55,6 +57,10 @@ NAME = "litemedsam-box"
 POOL_GRID = 2  # retrieval vector: 2 x 2 average pooling of the 64 x 64 embedding (1,024 dims)
 DEFAULT_RULE = PromptRule()
 ABSENT = -1.0  # per-slice label score where the references vote the label absent
+# a template-matched reference slice onto the target slice (``PromptRule.register``): the
+# shift already placed it, so no rotation search; the metric looks only around its labels
+REGISTRATION_2D = RegistrationParams(rotations=0, local=True, affine_iterations=40,
+                                     demons_iterations=(30, 15, 5), min_similarity=0.3)
 
 
 def parse(models: str) -> str | None:
@@ -104,6 +110,7 @@ class LiteMedSamBoxSegmenter:
     # template matches (they do not depend on k); off in services
     remember_matches: bool = False
     _matches: dict[tuple[str, str], tuple[int, int, float]] = field(default_factory=dict)
+    _warped: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)
 
     @property
     def ids(self) -> SegmenterIds:
@@ -181,33 +188,64 @@ class LiteMedSamBoxSegmenter:
             vectors.append(emb)
             found = references.index.search(emb, max(opts.k, self.rule.rerank))
             similarity[zs] = found.best_similarity
+            frames = lms.to_frame(slices[zs])[:, 0].numpy() if self.rule.register else None
             for local, z in enumerate(zs):
                 target = _content_key(slices[z]) if self.remember_matches else ""
+                keys = found.keys[local]
                 aligned = [self._aligned(feats[local], references.slices[key], key, ref_feats,
                                          target)
-                           for key in found.keys[local]]
-                refs = [labels for labels, _ in aligned[: opts.k]]  # the vote: top-k retrieved
+                           for key in keys]
+                refs = [labels for labels, _, _ in aligned[: opts.k]]  # the vote: top-k
                 boxes_from = refs
                 if len(aligned) > opts.k:  # boxes: the k annotated ones that match best
                     ranked = sorted((a for a in aligned if a[0].any()), key=lambda a: -a[1])
-                    boxes_from = [labels for labels, _ in ranked[: opts.k]] or refs
+                    chosen = ranked[: opts.k]
+                    if frames is not None:
+                        chosen = [self._registered(frames[local], a, target) for a in chosen]
+                    boxes_from = [labels for labels, _, _ in chosen] or refs
                 logits, scores[z] = self._frame_logits(feats[local : local + 1], refs, values,
                                                        boxes_from)
                 label_map[z] = _merge(logits, (h, w))
+                if self.rule.intensity > 0 and label_map[z].any():
+                    top = [references.slices[key] for key in keys[: opts.k]]
+                    models = intensity_models([r.image for r in top], [r.labels for r in top],
+                                              values)
+                    if models is not None:
+                        label_map[z] = relabel(slices[z], label_map[z], values, models,
+                                               self.rule.intensity)
             bar.update(len(zs))
         bar.close()
         names = {v: (label_names or {}).get(v, str(v)) for v in values}
         return LabelMap(volume.with_array(label_map), names, similarity, scores,
                         np.concatenate(vectors) if vectors else None)
 
+    def _registered(self, target_frame: np.ndarray,
+                    aligned: tuple[np.ndarray, float, tuple[ReferenceSlice, int, int]],
+                    target_key: str = "") -> tuple[np.ndarray, float, Any]:
+        """A template-matched reference registered onto the target slice in the frame
+        (affine then demons, metric around its labels); the shifted labels where it fails."""
+        from rafss_core.segmentation.registration import register
+
+        labels, score, (ref, dy, dx) = aligned
+        memo = (target_key, ref.key)
+        if target_key and memo in self._warped:
+            return self._warped[memo], score, aligned[2]
+        image = lms.shift_labels(lms.to_frame(ref.image[None])[0, 0].numpy(), dy, dx)
+        reg = register(target_frame, image, labels, params=REGISTRATION_2D)
+        warped = reg.labels if reg.ok else labels
+        if target_key:
+            self._warped[memo] = warped
+        return warped, score, aligned[2]
+
     def _aligned(self, target: Any, ref: ReferenceSlice, key: str,
-                 seen: dict[str, Any], target_key: str = "") -> tuple[np.ndarray, float]:
-        """A retrieved reference's label map in the target's 256 frame and its match score;
-        with ``rule.align`` moved to where its annotated region matches the target (embedding
-        template match). Empty references keep score 0."""
+                 seen: dict[str, Any], target_key: str = ""
+                 ) -> tuple[np.ndarray, float, tuple[ReferenceSlice, int, int]]:
+        """A retrieved reference's label map in the target's 256 frame, its match score and
+        how it was moved; with ``rule.align`` moved to where its annotated region matches the
+        target (embedding template match). Empty references keep score 0."""
         labels = lms.labels_to_frame(ref.labels)
         if not (self.rule.align or self.rule.rerank) or not labels.any():
-            return labels, 0.0
+            return labels, 0.0, (ref, 0, 0)
         if target_key and (target_key, key) in self._matches:
             dy, dx, score = self._matches[(target_key, key)]
         else:
@@ -216,7 +254,9 @@ class LiteMedSamBoxSegmenter:
             dy, dx, score = lms.match_shift(target, seen[key], labels > 0)
             if target_key:
                 self._matches[(target_key, key)] = (dy, dx, score)
-        return (lms.shift_labels(labels, dy, dx) if self.rule.align else labels), score
+        if not self.rule.align:
+            return labels, score, (ref, 0, 0)
+        return lms.shift_labels(labels, dy, dx), score, (ref, dy, dx)
 
     def _frame_logits(self, feats: Any, refs: list[np.ndarray], values: list[int],
                       boxes_from: list[np.ndarray]) -> tuple[dict[int, Any], np.ndarray]:
