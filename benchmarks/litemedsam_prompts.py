@@ -21,7 +21,8 @@ from rafss_core.segmentation.backends import build_segmenter
 from rafss_core.segmentation.prompts import PromptRule
 from rafss_core.segmentation.segmenter import BuildContext
 
-BASE = PromptRule()
+DEFAULT = PromptRule()
+BASE = replace(DEFAULT, intensity=0.0)  # the rules before the intensity model
 CANDIDATES: dict[str, PromptRule] = {
     "prototype: top-1 box, 5 px margin": replace(BASE, box_from="top1", margin=5 / 256,
                                                  nesting=False, align=False, rerank=0,
@@ -34,7 +35,11 @@ CANDIDATES: dict[str, PromptRule] = {
     "+ aligned + nesting, ring = cavity grown by thickness": replace(BASE, rerank=0,
                                                                      dense_prior=False),
     "+ aligned + nesting (thickness) + rerank 16": replace(BASE, dense_prior=False),
-    "+ dense prior (default)": BASE,
+    "+ dense prior": BASE,
+    "+ intensity model, weight 0.5": replace(BASE, intensity=0.5),
+    "+ intensity model, weight 0.75 (default)": DEFAULT,
+    "+ intensity model, weight 1": replace(BASE, intensity=1.0),
+    "+ intensity model, weight 2": replace(BASE, intensity=2.0),
     "default + refine": replace(BASE, refine=True),
     "default, margin 0.02": replace(BASE, margin=0.02),
     "default, margin 0.08": replace(BASE, margin=0.08),

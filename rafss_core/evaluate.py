@@ -14,7 +14,6 @@ import numpy as np
 from rafss_core.datasets.nnunet import NnUNetDataset
 from rafss_core.segmentation import metrics
 from rafss_core.segmentation.backends import build_segmenter, choose
-from rafss_core.segmentation.backends.litemedsam_atlas import ATLASES
 from rafss_core.segmentation.pipeline import (
     SegmentOptions,
     build_library,
@@ -26,6 +25,7 @@ from rafss_core.segmentation.segmenter import BuildContext, Segmenter
 from rafss_core.segmentation.volume import Volume, normalise
 
 log = logging.getLogger(__name__)
+ATLASES = 3  # reference volumes the atlas baseline registers per query
 
 Baseline = Literal["label-transfer", "atlas"]
 BASELINES: tuple[str, ...] = ("label-transfer", "atlas")
@@ -136,8 +136,6 @@ def run_eval(cfg: EvalConfig, segmenter: Segmenter | None = None) -> dict[str, A
         ours.cases.append(_score_case(case.case_id, pred.array, truth, spacing_zyx, ds.labels,
                                       cfg.oracle_slices))
         ours.cases[-1]["mean_retrieval_similarity"] = float(np.mean(pred.slice_similarity))
-        if pred.fallback_slices:
-            ours.cases[-1]["fallback_slices"] = pred.fallback_slices
         if cfg.baseline is not None:
             assert pred.embeddings is not None
             if cfg.baseline == "atlas":

@@ -75,15 +75,6 @@ class StoredReferenceSlices(Mapping[str, ReferenceSlice]):
                 raise KeyError(key) from exc
         return self._cache[key]
 
-    def stack(self, stack: str) -> list[ReferenceSlice]:
-        """Every approved slice of one reference volume (backends that register volumes)."""
-        from rafss_core.store.repositories.references import load_reference_stack
-
-        with self._sessions() as s:
-            slices = load_reference_stack(s, stack)
-        self._cache.update((r.key, r) for r in slices)
-        return slices
-
     def __iter__(self) -> Iterator[str]:
         return iter(self._cache)
 

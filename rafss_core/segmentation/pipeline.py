@@ -56,10 +56,6 @@ class LabelMap:
     slice_similarity: np.ndarray  # (Z,) best retrieval cosine similarity per slice
     object_scores: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))  # (Z, L)
     embeddings: np.ndarray | None = None  # (Z, dim) retrieval vectors of the slices
-    # backends that register reference volumes: per-slice NCC of the warped references with
-    # the target (None: not registered), and the slices that fell back to another path
-    registration_quality: np.ndarray | None = None
-    fallback_slices: list[int] = field(default_factory=list)
 
     @property
     def array(self) -> np.ndarray:

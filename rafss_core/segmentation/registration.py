@@ -37,8 +37,6 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class RegistrationParams:
     rotations: int = 12  # in-plane start angles tried (0 = start from the identity)
-    rotation_range: float = math.pi  # the start angles span [-range, range)
-    local: bool = False  # metric only around the reference's labels (moving mask)
     start_iterations: int = 25  # similarity iterations per start angle, coarsest level
     affine_iterations: int = 60  # per level
     shrink: tuple[int, ...] = (4, 2, 1)  # pyramid, in-plane; z is never shrunk below 1 voxel
@@ -70,7 +68,7 @@ def _image(array: np.ndarray, spacing: Sequence[float]):  # -> sitk.Image
     return img
 
 
-def _rotation_start(fixed, moving, params: RegistrationParams, moving_mask=None):
+def _rotation_start(fixed, moving, params: RegistrationParams):  # -> sitk.Transform
     """Centred similarity transform, rotated about the stack axis by the best start angle."""
     import SimpleITK as sitk  # noqa: N813 (the library's own alias)
 
@@ -82,7 +80,7 @@ def _rotation_start(fixed, moving, params: RegistrationParams, moving_mask=None)
         return centred
     best, best_value = centred, math.inf
     for i in range(params.rotations):
-        angle = params.rotation_range * (-1 + 2 * i / params.rotations)
+        angle = -math.pi + 2 * math.pi * i / params.rotations
         start = (sitk.Similarity2DTransform(centred) if dim == 2
                  else sitk.Similarity3DTransform(centred))
         if dim == 2:
@@ -90,7 +88,7 @@ def _rotation_start(fixed, moving, params: RegistrationParams, moving_mask=None)
         else:  # rotation about the stack (index z) axis: versor (0, 0, sin(a/2)), cos(a/2)
             start.SetRotation((0.0, 0.0, 1.0), angle)
         reg = _method(params, iterations=params.start_iterations, shrink=(params.shrink[0],),
-                      fixed=fixed, moving_mask=moving_mask)
+                      fixed=fixed)
         reg.SetInitialTransform(start, inPlace=True)
         try:
             value = reg.Execute(fixed, moving) and reg.GetMetricValue()
@@ -101,13 +99,10 @@ def _rotation_start(fixed, moving, params: RegistrationParams, moving_mask=None)
     return best
 
 
-def _method(params: RegistrationParams, iterations: int, shrink: Sequence[int], fixed,
-            moving_mask=None):
+def _method(params: RegistrationParams, iterations: int, shrink: Sequence[int], fixed):
     import SimpleITK as sitk  # noqa: N813 (the library's own alias)
 
     reg = sitk.ImageRegistrationMethod()
-    if moving_mask is not None:
-        reg.SetMetricMovingMask(moving_mask)
     reg.SetMetricAsMattesMutualInformation(numberOfHistogramBins=32)
     reg.SetMetricSamplingStrategy(reg.RANDOM)
     reg.SetMetricSamplingPercentage(params.sampling, params.seed)
@@ -218,16 +213,12 @@ def register(target: np.ndarray, reference: np.ndarray, labels: np.ndarray,
         if p.histogram_match:
             moving = sitk.HistogramMatching(moving, fixed, numberOfHistogramLevels=64,
                                             numberOfMatchPoints=7, thresholdAtMeanIntensity=False)
-        mask = None
-        if p.local and labels.any():
-            mask = sitk.GetImageFromArray(_neighbourhood(labels, 0.5).astype(np.uint8))
-            mask.CopyInformation(moving)
-        start = _rotation_start(fixed, moving, p, mask)
+        start = _rotation_start(fixed, moving, p)
         affine = sitk.AffineTransform(fixed.GetDimension())
         affine.SetMatrix(start.GetMatrix())
         affine.SetTranslation(start.GetTranslation())
         affine.SetCenter(start.GetCenter())
-        reg = _method(p, p.affine_iterations, p.shrink, fixed, mask)
+        reg = _method(p, p.affine_iterations, p.shrink, fixed)
         reg.SetInitialTransform(affine, inPlace=True)
         reg.Execute(fixed, moving)
         det = abs(float(np.linalg.det(np.reshape(affine.GetMatrix(), (target.ndim,) * 2))))

@@ -101,13 +101,6 @@ class ExactIndex:
         return Neighbours([[self._keys[i] for i in row] for row in order], top)
 
 
-@runtime_checkable
-class StackSource(Protocol):
-    """Where whole reference volumes come from (the store implements it for a service)."""
-
-    def stack(self, stack: str) -> list[ReferenceSlice]: ...
-
-
 @dataclass
 class ReferenceLibrary:
     """Reference slices plus an index over their embeddings."""
@@ -119,10 +112,7 @@ class ReferenceLibrary:
         return len(self.index)
 
     def stack(self, stack: str) -> list[ReferenceSlice]:
-        """Every slice of one annotated reference volume, in slice order. From the slices'
-        own source when it can load stacks (the store), else from the slices held here."""
-        if isinstance(self.slices, StackSource):
-            return self.slices.stack(stack)
+        """Every slice held here of one annotated reference volume, in slice order."""
         return sorted((s for s in self.slices.values() if s.stack == stack),
                       key=lambda s: s.position)
 

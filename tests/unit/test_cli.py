@@ -147,3 +147,31 @@ def test_precision_reaches_the_decoder_and_the_worker_settings(tmp_path):
     finally:
         tasks.use_settings(None)
         tasks._context = earlier
+
+
+def test_eval_atlas_baseline_beats_label_transfer_on_two_patients(acdc_root, tmp_path):
+    """`--baseline atlas` (registration, majority vote) on one reference and one query
+    patient: it scores above label transfer with the same retrieval; `--oracle-slices` adds
+    the few-shot protocol's Dice."""
+    reports = {}
+    for baseline in ("atlas", "label-transfer"):
+        out = tmp_path / f"{baseline}.json"
+        res = runner.invoke(app, ["eval", "--data", str(acdc_root), "--refs", "1",
+                                  "--queries", "1", "--k", "2", "--models", "tiny-random",
+                                  "--baseline", baseline, "--oracle-slices", "--json",
+                                  str(out)])
+        assert res.exit_code == 0, res.output
+        reports[baseline] = json.loads(out.read_text())["baseline"]
+    atlas, transfer = reports["atlas"], reports["label-transfer"]
+    assert atlas["name"] == "atlas" and atlas["atlases"] == 3
+    assert len(atlas["cases"]) == 2
+    print(f"atlas {atlas['mean_dice']:.3f} vs label transfer {transfer['mean_dice']:.3f}")
+    assert atlas["mean_dice"] > transfer["mean_dice"]
+    for s in atlas["per_label"].values():
+        assert 0.0 <= s["dice"] <= 1.0 and 0.0 <= s["dice_oracle"] <= 1.0
+    assert "mean_dice_oracle" in atlas
+
+
+def test_unknown_baseline_names_the_choices(acdc_root):
+    res = runner.invoke(app, ["eval", "--data", str(acdc_root), "--baseline", "nope"])
+    assert res.exit_code == 2 and "label-transfer, atlas" in res.output

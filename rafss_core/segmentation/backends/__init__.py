@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rafss_core.segmentation import litemedsam
-from rafss_core.segmentation.backends import litemedsam_atlas, litemedsam_box, sam2_memory
+from rafss_core.segmentation.backends import litemedsam_box, sam2_memory
 from rafss_core.segmentation.models import (
     DINOV2_ARCHS,
     SAM2_ARCHS,
@@ -45,10 +45,6 @@ BACKENDS: dict[str, Backend] = {
         litemedsam_box.NAME, "LiteMedSAM (bundled real weights), boxes from retrieved masks",
         litemedsam.LITEMEDSAM, litemedsam_box.ids, litemedsam_box.files,
         litemedsam_box.build),
-    litemedsam_atlas.NAME: Backend(
-        litemedsam_atlas.NAME, "LiteMedSAM prompted by retrieved reference volumes registered "
-        "onto the study", litemedsam.LITEMEDSAM, litemedsam_atlas.ids, litemedsam_atlas.files,
-        litemedsam_atlas.build),
 }
 
 # Preference when `auto` picks an imported SAM 2: SAM 2.1 before SAM 2, base+ first.

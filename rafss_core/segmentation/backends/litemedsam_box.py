@@ -46,7 +46,6 @@ from rafss_core.segmentation.prompts import (
     label_prompt,
     ring_thickness,
 )
-from rafss_core.segmentation.registration import RegistrationParams
 from rafss_core.segmentation.retrieval import ReferenceLibrary, ReferenceSlice
 from rafss_core.segmentation.segmenter import BuildContext, SegmenterIds
 from rafss_core.segmentation.volume import IntensityProfile, Volume, normalise
@@ -57,10 +56,6 @@ NAME = "litemedsam-box"
 POOL_GRID = 2  # retrieval vector: 2 x 2 average pooling of the 64 x 64 embedding (1,024 dims)
 DEFAULT_RULE = PromptRule()
 ABSENT = -1.0  # per-slice label score where the references vote the label absent
-# a template-matched reference slice onto the target slice (``PromptRule.register``): the
-# shift already placed it, so no rotation search; the metric looks only around its labels
-REGISTRATION_2D = RegistrationParams(rotations=0, local=True, affine_iterations=40,
-                                     demons_iterations=(30, 15, 5), min_similarity=0.3)
 
 
 def parse(models: str) -> str | None:
@@ -110,7 +105,6 @@ class LiteMedSamBoxSegmenter:
     # template matches (they do not depend on k); off in services
     remember_matches: bool = False
     _matches: dict[tuple[str, str], tuple[int, int, float]] = field(default_factory=dict)
-    _warped: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)
 
     @property
     def ids(self) -> SegmenterIds:
@@ -188,7 +182,6 @@ class LiteMedSamBoxSegmenter:
             vectors.append(emb)
             found = references.index.search(emb, max(opts.k, self.rule.rerank))
             similarity[zs] = found.best_similarity
-            frames = lms.to_frame(slices[zs])[:, 0].numpy() if self.rule.register else None
             for local, z in enumerate(zs):
                 target = _content_key(slices[z]) if self.remember_matches else ""
                 keys = found.keys[local]
@@ -199,10 +192,7 @@ class LiteMedSamBoxSegmenter:
                 boxes_from = refs
                 if len(aligned) > opts.k:  # boxes: the k annotated ones that match best
                     ranked = sorted((a for a in aligned if a[0].any()), key=lambda a: -a[1])
-                    chosen = ranked[: opts.k]
-                    if frames is not None:
-                        chosen = [self._registered(frames[local], a, target) for a in chosen]
-                    boxes_from = [labels for labels, _, _ in chosen] or refs
+                    boxes_from = [labels for labels, _, _ in ranked[: opts.k]] or refs
                 logits, scores[z] = self._frame_logits(feats[local : local + 1], refs, values,
                                                        boxes_from)
                 label_map[z] = _merge(logits, (h, w))
@@ -218,24 +208,6 @@ class LiteMedSamBoxSegmenter:
         names = {v: (label_names or {}).get(v, str(v)) for v in values}
         return LabelMap(volume.with_array(label_map), names, similarity, scores,
                         np.concatenate(vectors) if vectors else None)
-
-    def _registered(self, target_frame: np.ndarray,
-                    aligned: tuple[np.ndarray, float, tuple[ReferenceSlice, int, int]],
-                    target_key: str = "") -> tuple[np.ndarray, float, Any]:
-        """A template-matched reference registered onto the target slice in the frame
-        (affine then demons, metric around its labels); the shifted labels where it fails."""
-        from rafss_core.segmentation.registration import register
-
-        labels, score, (ref, dy, dx) = aligned
-        memo = (target_key, ref.key)
-        if target_key and memo in self._warped:
-            return self._warped[memo], score, aligned[2]
-        image = lms.shift_labels(lms.to_frame(ref.image[None])[0, 0].numpy(), dy, dx)
-        reg = register(target_frame, image, labels, params=REGISTRATION_2D)
-        warped = reg.labels if reg.ok else labels
-        if target_key:
-            self._warped[memo] = warped
-        return warped, score, aligned[2]
 
     def _aligned(self, target: Any, ref: ReferenceSlice, key: str,
                  seen: dict[str, Any], target_key: str = ""

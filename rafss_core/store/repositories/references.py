@@ -209,21 +209,6 @@ def stack_of(candidate_id: int | None, series_instance_uid: str) -> str:
     return f"{candidate_id or 0}:{series_instance_uid}"
 
 
-def load_reference_stack(session: Session, stack: str) -> list[RetrievalSlice]:
-    """The approved slices of one reference volume (see :func:`stack_of`), in slice order;
-    a re-imported slice index keeps its newest row."""
-    candidate, _, series = stack.partition(":")
-    if not candidate.isdigit() or not series:
-        raise LookupError(f"no reference volume {stack!r}")
-    rows = session.execute(_slice_columns().where(
-        ReferenceSlice.candidate_id == int(candidate),
-        ReferenceSlice.series_instance_uid == series,
-        ReferenceSlice.state == ReferenceState.APPROVED,
-    ).order_by(ReferenceSlice.slice_index, ReferenceSlice.id)).all()
-    by_index = {int(r.slice_index): r for r in rows}
-    return [_retrieval_slice(by_index[i]) for i in sorted(by_index)]
-
-
 # --- candidate batches ---------------------------------------------------------------------
 
 

@@ -67,3 +67,18 @@ def test_per_label():
     assert scores[1]["dice"] == pytest.approx(2 / 3)
     assert scores[2]["dice"] == pytest.approx(2 / 3)
     assert scores[1]["iou"] == pytest.approx(0.5)
+
+
+def test_oracle_slice_dice_counts_only_slices_that_hold_the_label():
+    import math
+
+    from rafss_core.segmentation.metrics import dice, oracle_slice_dice
+
+    ref = np.zeros((3, 4, 4), bool)
+    ref[1, :2] = True
+    pred = np.zeros_like(ref)
+    pred[1, :2] = True
+    pred[2] = True  # a false positive on a slice the truth leaves empty
+    assert oracle_slice_dice(pred, ref) == 1.0
+    assert dice(pred, ref) < 1.0
+    assert math.isnan(oracle_slice_dice(pred, np.zeros_like(ref)))
