@@ -81,6 +81,7 @@ class Settings(BaseSettings):
     # API
     api_host: str = "127.0.0.1"
     api_port: int = 8080
+    max_upload_mb: int = 2048  # the largest request body the API accepts (413 above it)
     # `rafss worker`: Celery pool (solo or threads: CUDA is not fork-safe), concurrency, queues
     worker_pool: str = "solo"
     worker_concurrency: int = 1

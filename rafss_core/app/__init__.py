@@ -6,8 +6,9 @@ transaction and writes exactly one audit row for what it did. The CLI verbs and 
 only parse, call one of these, and render the result.
 
 Errors: :class:`LookupError` (something named does not exist: HTTP 404),
-:class:`ValueError` (bad input: HTTP 422), :class:`~rafss_core.store.repositories.references.
-InvalidTransitionError` (the object's state forbids it: HTTP 409).
+:class:`ValueError` (bad input: HTTP 422), and from :mod:`rafss_core.app.errors`
+``InvalidTransitionError`` (the object's state forbids it: HTTP 409) and ``ConflictError`` (one
+with that name exists: HTTP 409).
 """
 
 from rafss_core.app.context import App

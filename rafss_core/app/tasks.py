@@ -9,6 +9,7 @@ from pathlib import Path
 from sqlalchemy.orm import Session
 
 from rafss_core.app.context import App
+from rafss_core.app.errors import ConflictError
 from rafss_core.app.views import LabelView, RouteView, TaskView
 from rafss_core.store.models import Task
 from rafss_core.store.repositories import audit
@@ -85,7 +86,8 @@ def create_task(app: App, actor: str, *, name: str, modality: str, labels: Seque
     retrieval similarity is below ``min_similarity`` are flagged and left unsegmented.
 
     Raises:
-        ValueError: a bad name, label, modality or k; a task with that name exists.
+        ValueError: a bad name, label, modality or k.
+        ConflictError: a task with that name exists.
     """
     if not NAME.fullmatch(name):
         raise ValueError(f"task name {name!r}: use 1-128 letters, digits, '.', '_' or '-'")
@@ -98,7 +100,7 @@ def create_task(app: App, actor: str, *, name: str, modality: str, labels: Seque
         raise ValueError(f"min_similarity={min_similarity}: a cosine similarity, -1 to 1")
     with app.sessions.begin() as s:
         if find_task(s, name) is not None:
-            raise ValueError(f"a task named {name!r} already exists")
+            raise ConflictError(f"a task named {name!r} already exists; choose another name")
         task = new_task(s, name, modality, labels, models or app.settings.models,
                         app.settings.models_dir, k=k,
                         backend=backend or app.settings.backend, actor=actor,

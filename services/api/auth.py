@@ -12,6 +12,7 @@ import hashlib
 import hmac
 
 from fastapi import Depends, HTTPException, Request, status
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from rafss_core.app import App
 from rafss_core.app.tokens import authenticate
@@ -19,16 +20,19 @@ from rafss_core.app.views import TokenView
 from rafss_core.store.enums import Role
 
 SESSION_COOKIE = "rafss_session"
+# declares the bearer scheme in openapi.json (clients and fuzzers see which routes need it);
+# a missing or malformed header is not an error here: the session cookie may carry the token
+BEARER = HTTPBearer(auto_error=False, description="`rafss tokens create --role ROLE`")
 
 
 def get_app(request: Request) -> App:
     return request.app.state.rafss
 
 
-def _token(request: Request) -> tuple[str | None, bool]:
-    header = request.headers.get("authorization", "")
-    if header[:7].lower() == "bearer ":
-        return header[7:].strip(), False
+def _token(request: Request, bearer: HTTPAuthorizationCredentials | None
+           ) -> tuple[str | None, bool]:
+    if bearer is not None:
+        return bearer.credentials.strip(), False
     cookie = request.cookies.get(SESSION_COOKIE)
     return (cookie, True) if cookie else (None, False)
 
@@ -38,10 +42,10 @@ def csrf_token(session_token: str) -> str:
     return hmac.new(session_token.encode(), b"rafss-csrf", hashlib.sha256).hexdigest()
 
 
-
-
-def current_principal(request: Request, app: App = Depends(get_app)) -> TokenView:
-    token, from_cookie = _token(request)
+def current_principal(request: Request, app: App = Depends(get_app),
+                      bearer: HTTPAuthorizationCredentials | None = Depends(BEARER)
+                      ) -> TokenView:
+    token, from_cookie = _token(request, bearer)
     if not token:
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "a bearer token is required: create "
                             "one with `rafss tokens create --role viewer`",

@@ -24,6 +24,7 @@ from rafss_core.app.tokens import authenticate
 from rafss_core.app.views import TokenView
 from rafss_core.store.enums import Role
 from services.api.auth import RBAC, SESSION_COOKIE, actor, csrf_token, get_app
+from services.api.routers.references import disk_room
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
 templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
@@ -144,7 +145,7 @@ def revoke(slice_id: int, back: str = Form("/ui/"), app: App = Depends(get_app),
     return _back(_local(back), f"slice {slice_id} revoked")
 
 
-@router.post("/tasks/{name}/upload", dependencies=[Depends(form_csrf)])
+@router.post("/tasks/{name}/upload", dependencies=[Depends(form_csrf), Depends(disk_room)])
 async def upload(name: str, image: UploadFile | None = File(None),
                  label: UploadFile | None = File(None), app: App = Depends(get_app),
                  who: TokenView = Depends(RBAC("admin"))) -> Response:

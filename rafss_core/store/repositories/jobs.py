@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session
 
 from rafss_core.store.enums import JobKind, JobState
 from rafss_core.store.models import Delivery, Destination, Job, Result, Series, Task
+from rafss_core.store.repositories.references import InvalidTransitionError
 
 RERUN_NOTE = "re-run requested"
 _NOT_REQUEUEABLE = (JobState.QUEUED.value, JobState.RUNNING.value)
@@ -315,9 +316,9 @@ def requeue_job(session: Session, job_id: int) -> str:
     Attempts restart at 0, ``enqueued_at`` and ``finished_at`` are cleared (the dispatcher
     publishes it on its next tick) and ``last_error`` keeps its history with
     ``'; re-run requested'`` appended. The row is locked first, so a concurrent claim or
-    re-run waits. LookupError when there is no such job, ValueError when it is queued or
-    running, or a succeeded reference import (its candidate exists; running it again would
-    store the slices twice).
+    re-run waits. LookupError when there is no such job; InvalidTransitionError (a ValueError)
+    when it is queued or running, or a succeeded reference import (its candidate exists;
+    running it again would store the slices twice).
     """
     row = session.execute(
         sa.select(Job.state, Job.kind).where(Job.id == job_id).with_for_update()
@@ -327,11 +328,11 @@ def requeue_job(session: Session, job_id: int) -> str:
     current, kind = row
     previous = JobState(current).value
     if previous == JobState.SUCCEEDED.value and kind == JobKind.EMBED_REFERENCES.value:
-        raise ValueError(f"job {job_id} already imported its references as a candidate; "
-                         "import again instead of re-running it")
+        raise InvalidTransitionError(f"job {job_id} already imported its references as a "
+                                     "candidate; import again instead of re-running it")
     if previous in _NOT_REQUEUEABLE:
-        raise ValueError(f"job {job_id} is {previous}: only a failed, dead or succeeded job "
-                         "can be re-run")
+        raise InvalidTransitionError(f"job {job_id} is {previous}: only a failed, dead or "
+                                     "succeeded job can be re-run")
     session.execute(
         sa.update(Job).where(Job.id == job_id).values(
             state=JobState.QUEUED.value, attempts=0, enqueued_at=None, finished_at=None,

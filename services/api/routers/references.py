@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, File, Query, Response, UploadFile, status
+from fastapi import APIRouter, Depends, File, HTTPException, Query, Response, UploadFile, status
 from pydantic import BaseModel
 
 from rafss_core.app import App
@@ -15,6 +15,7 @@ from rafss_core.app import imports as imp
 from rafss_core.app import references as uc
 from rafss_core.app.views import TokenView
 from services.api.auth import RBAC, actor, get_app
+from services.api.errors import WRITE, Offset, RowId, RowIdFilter, errors
 
 router = APIRouter(tags=["references"])
 
@@ -28,15 +29,15 @@ class ReceivedIn(BaseModel):
     seg_sop_instance_uid: str
 
 
-@router.get("/api/tasks/{task}/reference-sets")
+@router.get("/api/tasks/{task}/reference-sets", responses=errors(401, 404, 422))
 def reference_sets(task: str, app: App = Depends(get_app),
                    _: TokenView = Depends(RBAC("viewer"))) -> list[dict[str, Any]]:
     return [r.as_dict() for r in uc.list_reference_sets(app, task)]
 
 
-@router.get("/api/tasks/{task}/slices")
-def slices(task: str, state: str | None = None, candidate_id: int | None = None,
-           limit: int = Query(200, ge=1, le=2000), offset: int = Query(0, ge=0),
+@router.get("/api/tasks/{task}/slices", responses=errors(401, 404, 422))
+def slices(task: str, state: str | None = None, candidate_id: RowIdFilter = None,
+           limit: int = Query(200, ge=1, le=2000), offset: Offset = 0,
            app: App = Depends(get_app), _: TokenView = Depends(RBAC("viewer"))
            ) -> list[dict[str, Any]]:
     return [s.as_dict() for s in uc.list_slices(app, task, state=state,
@@ -44,42 +45,56 @@ def slices(task: str, state: str | None = None, candidate_id: int | None = None,
                                                 offset=offset)]
 
 
-@router.get("/api/slices/{slice_id}/thumbnail.png", response_class=Response)
-def thumbnail(slice_id: int, size: int = Query(160, ge=32, le=512),
+@router.get("/api/slices/{slice_id}/thumbnail.png", response_class=Response,
+            responses={200: {"content": {"image/png": {}},
+                             "description": "The slice with its mask overlaid."},
+                       **errors(401, 404, 422)})
+def thumbnail(slice_id: RowId, size: int = Query(160, ge=32, le=512),
               app: App = Depends(get_app), _: TokenView = Depends(RBAC("viewer"))) -> Response:
     return Response(uc.slice_thumbnail(app, slice_id, size), media_type="image/png",
                     headers={"Cache-Control": "private, max-age=300"})
 
 
-@router.post("/api/slices/{slice_id}/revoke")
-def revoke_slice(slice_id: int, body: Decision | None = None, app: App = Depends(get_app),
+@router.post("/api/slices/{slice_id}/revoke", responses=errors(*WRITE, 404, 409))
+def revoke_slice(slice_id: RowId, body: Decision | None = None, app: App = Depends(get_app),
                  who: TokenView = Depends(RBAC("reviewer"))) -> dict[str, Any]:
     return uc.revoke_slice(app, actor(who), slice_id, body.reason if body else None).as_dict()
 
 
-@router.get("/api/candidates")
+@router.get("/api/candidates", responses=errors(401, 404, 422))
 def candidates(task: str | None = None, state: str | None = None, app: App = Depends(get_app),
                _: TokenView = Depends(RBAC("viewer"))) -> list[dict[str, Any]]:
     return [c.as_dict() for c in uc.list_candidates(app, task, state)]
 
 
-@router.get("/api/candidates/{candidate_id}")
-def candidate(candidate_id: int, app: App = Depends(get_app),
+@router.get("/api/candidates/{candidate_id}", responses=errors(401, 404, 422))
+def candidate(candidate_id: RowId, app: App = Depends(get_app),
               _: TokenView = Depends(RBAC("viewer"))) -> dict[str, Any]:
     return uc.get_candidate(app, candidate_id).as_dict()
 
 
-@router.post("/api/candidates/{candidate_id}/approve")
-def approve(candidate_id: int, app: App = Depends(get_app),
+@router.post("/api/candidates/{candidate_id}/approve",
+             responses=errors(401, 403, 404, 409, 422))
+def approve(candidate_id: RowId, app: App = Depends(get_app),
             who: TokenView = Depends(RBAC("reviewer"))) -> dict[str, Any]:
     return uc.approve_candidate(app, actor(who), candidate_id).as_dict()
 
 
-@router.post("/api/candidates/{candidate_id}/reject")
-def reject(candidate_id: int, body: Decision | None = None, app: App = Depends(get_app),
+@router.post("/api/candidates/{candidate_id}/reject", responses=errors(*WRITE, 404, 409))
+def reject(candidate_id: RowId, body: Decision | None = None, app: App = Depends(get_app),
            who: TokenView = Depends(RBAC("reviewer"))) -> dict[str, Any]:
     return uc.reject_candidate(app, actor(who), candidate_id,
                                body.reason if body else None).as_dict()
+
+
+def disk_room(app: App = Depends(get_app)) -> None:
+    """Refuse an upload with 507 while free disk is below the watermark (nothing is staged)."""
+    from services.disk import DiskWatermark
+
+    if DiskWatermark(app.settings.uploads_dir, app.settings.min_free_disk_mb).check().low:
+        raise HTTPException(status.HTTP_507_INSUFFICIENT_STORAGE,
+                            "free disk space is below RAFSS_MIN_FREE_DISK_MB: free space "
+                            "(`rafss retention run`) and upload again")
 
 
 async def _read(upload: UploadFile) -> tuple[str, bytes]:
@@ -103,7 +118,8 @@ async def stage_upload(app: App, who: str, task: str, image: UploadFile | None,
                      "(DICOM + DICOM-SEG)")
 
 
-@router.post("/api/tasks/{task}/references/upload", status_code=status.HTTP_202_ACCEPTED)
+@router.post("/api/tasks/{task}/references/upload", status_code=status.HTTP_202_ACCEPTED,
+             responses=errors(*WRITE, 404, 507), dependencies=[Depends(disk_room)])
 async def upload(task: str, image: UploadFile | None = File(None),
                  label: UploadFile | None = File(None),
                  series: list[UploadFile] | None = File(None),
@@ -114,7 +130,7 @@ async def upload(task: str, image: UploadFile | None = File(None),
 
 
 @router.post("/api/tasks/{task}/references/from-received",
-             status_code=status.HTTP_202_ACCEPTED)
+             status_code=status.HTTP_202_ACCEPTED, responses=errors(*WRITE, 404))
 def from_received(task: str, body: ReceivedIn, app: App = Depends(get_app),
                   who: TokenView = Depends(RBAC("admin"))) -> dict[str, Any]:
     """Import a series and a SEG the SCP already received."""

@@ -11,6 +11,7 @@ from rafss_core.app import App
 from rafss_core.app import tasks as uc
 from rafss_core.app.views import TokenView
 from services.api.auth import RBAC, actor, get_app
+from services.api.errors import WRITE, errors
 
 router = APIRouter(tags=["tasks"])
 
@@ -35,19 +36,19 @@ class RouteIn(BaseModel):
     calling_ae: str | None = None
 
 
-@router.get("/api/tasks")
+@router.get("/api/tasks", responses=errors(401, 422))
 def list_tasks(app: App = Depends(get_app), _: TokenView = Depends(RBAC("viewer"))
                ) -> list[dict[str, Any]]:
     return [t.as_dict() for t in uc.list_tasks(app)]
 
 
-@router.get("/api/tasks/{name}")
+@router.get("/api/tasks/{name}", responses=errors(401, 404, 422))
 def get_task(name: str, app: App = Depends(get_app),
              _: TokenView = Depends(RBAC("viewer"))) -> dict[str, Any]:
     return uc.get_task(app, name).as_dict()
 
 
-@router.post("/api/tasks", status_code=status.HTTP_201_CREATED)
+@router.post("/api/tasks", status_code=status.HTTP_201_CREATED, responses=errors(*WRITE, 409))
 def create_task(body: TaskIn, app: App = Depends(get_app),
                 who: TokenView = Depends(RBAC("admin"))) -> dict[str, Any]:
     return uc.create_task(app, actor(who), name=body.name, modality=body.modality,
@@ -55,13 +56,13 @@ def create_task(body: TaskIn, app: App = Depends(get_app),
                           models=body.models, min_similarity=body.min_similarity).as_dict()
 
 
-@router.get("/api/routes")
+@router.get("/api/routes", responses=errors(401, 422))
 def list_routes(app: App = Depends(get_app), _: TokenView = Depends(RBAC("viewer"))
                 ) -> list[dict[str, Any]]:
     return [r.as_dict() for r in uc.list_routes(app)]
 
 
-@router.post("/api/routes", status_code=status.HTTP_201_CREATED)
+@router.post("/api/routes", status_code=status.HTTP_201_CREATED, responses=errors(*WRITE, 404))
 def add_route(body: RouteIn, app: App = Depends(get_app),
               who: TokenView = Depends(RBAC("admin"))) -> dict[str, Any]:
     return uc.add_route(app, actor(who), **body.model_dump()).as_dict()

@@ -22,6 +22,11 @@ class Api:
 
 @pytest.fixture(scope="module")
 def api(db_session_factory, tmp_path_factory) -> Api:
+    return build_api(db_session_factory, tmp_path_factory.mktemp("api-data"))
+
+
+def build_api(db_session_factory, data_dir: Path) -> Api:
+    """The app on these sessions, a token per role, and one cardiac task."""
     from fastapi.testclient import TestClient
 
     from rafss_core.app import App
@@ -30,7 +35,6 @@ def api(db_session_factory, tmp_path_factory) -> Api:
     from rafss_core.config import Settings
     from services.api.app import create_app
 
-    data_dir: Path = tmp_path_factory.mktemp("api-data")
     app = App(db_session_factory, Settings(data_dir=data_dir, models="tiny-random",
                                            backend="sam2-memory"))
     tokens = {role: create_token(app, "test", role=role,

@@ -131,7 +131,9 @@ def test_rerun_is_audited_and_refused_while_queued(app):
 
     with app.sessions.begin() as s:
         job_id, _ = create_job(s, kind="segment", idempotency_key=uuid.uuid4().hex, payload={})
-    with pytest.raises(ValueError, match="queued"):
+    from rafss_core.app.errors import InvalidTransitionError
+
+    with pytest.raises(InvalidTransitionError, match="queued"):
         jobs.rerun_job(app, "cli", job_id)
     with app.sessions.begin() as s:
         from rafss_core.store.repositories.jobs import claim_job, finish_job
@@ -144,7 +146,7 @@ def test_rerun_is_audited_and_refused_while_queued(app):
                             payload={})
         attempt, _ = claim_job(s, imp)
         finish_job(s, imp, attempt, "succeeded", None)
-    with pytest.raises(ValueError, match="import again"):
+    with pytest.raises(InvalidTransitionError, match="import again"):
         jobs.rerun_job(app, "cli", imp)
     assert [e.details for e in list_audit(app, action="job.rerun", object_id=str(job_id))] == \
         [{"from": "dead"}]
