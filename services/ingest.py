@@ -208,5 +208,7 @@ def _text(ds: Dataset, key: str, limit: int) -> str | None:
         return None
     if value is None:
         return None
+    # Postgres stores neither NUL bytes nor unpaired surrogates: drop the one, replace the other
     text = str(value).replace("\x00", "").strip()
+    text = text.encode("utf-8", "replace").decode("utf-8")
     return text[:limit] or None

@@ -77,9 +77,24 @@ def dicom_pair(series_files: Sequence[Path], seg_file: Path,
     except Exception as exc:
         raise ValueError(f"the SEG does not fit the series or the task ({type(exc).__name__}: "
                          f"{str(exc)[:200]})") from None
+    _check_uids({"StudyInstanceUID": [loaded.study_instance_uid],
+                 "SeriesInstanceUID": [loaded.series_instance_uid],
+                 "SOPInstanceUID": loaded.sop_instance_uids,
+                 "the SEG's SOPInstanceUID": [decoded.sop_instance_uid]})
     return AnnotatedVolume(loaded.volume, decoded.labels, loaded.study_instance_uid,
                            loaded.series_instance_uid, loaded.sop_instance_uids,
                            decoded.sop_instance_uid)
+
+
+def _check_uids(uids: dict[str, Sequence[str]]) -> None:
+    """UIDs from files are stored and sent on: refuse one that is not a DICOM UID (NUL bytes,
+    letters, over 64 characters) before anything is staged."""
+    from pydicom.uid import UID
+
+    bad = [name for name, values in uids.items() if not all(UID(v).is_valid for v in values)]
+    if bad:
+        raise ValueError(f"{', '.join(bad)} of the upload is not a valid DICOM UID (digits and "
+                         "dots, at most 64 characters): fix the files and upload again")
 
 
 def nifti_volumes(images_dir: Path, labels_dir: Path, cases: Sequence[str] | None,

@@ -49,6 +49,32 @@ def test_dicom_upload(api, dicom_case):
     assert set(api.app.settings.uploads_dir.iterdir()) == staged
 
 
+def test_dicom_upload_with_a_nul_in_a_uid_is_422(api, dicom_case, tmp_path):
+    import pydicom
+    from pydicom.dataelem import DataElement
+
+    files, seg = dicom_case
+    series = []
+    for p in files:
+        ds = pydicom.dcmread(p)
+        ds["StudyInstanceUID"] = DataElement(0x0020000D, "UI", b"1.2.826.0\x001.99")
+        series.append(("series", (p.name, _encoded(ds))))
+    staged = set(api.app.settings.uploads_dir.iterdir())
+    r = _upload(api, [*series, ("seg", ("seg.dcm", seg.read_bytes()))])
+    assert r.status_code == 422 and "StudyInstanceUID" in r.json()["detail"], r.text
+    assert set(api.app.settings.uploads_dir.iterdir()) == staged
+
+
+def _encoded(ds) -> bytes:
+    import io
+
+    import pydicom
+
+    out = io.BytesIO()
+    pydicom.dcmwrite(out, ds, enforce_file_format=False)
+    return out.getvalue()
+
+
 def test_import_from_received(api, dicom_case, db_session_factory, tmp_path):
     from rafss_core.store.repositories.sources import add_allowed_source
     from services.scp import ScpConfig, StorageSCP
