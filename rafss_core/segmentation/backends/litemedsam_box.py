@@ -92,12 +92,18 @@ def files(models: str, models_dir: Path) -> list[ModelFile]:
     return [lite, registry_file(ModelRegistry.open(models_dir), dino)]
 
 
+# slices per image-encoder pass on a CPU: batching slows LiteMedSAM's TinyViT there
+# (benchmarks/default_speed.py)
+CPU_BATCH = 1
+
+
 @dataclass
 class LiteMedSamBoxSegmenter:
     net: Any
     lite_id: str
     dino_embedder: Any | None = None  # a SliceEmbedder when retrieval uses DINOv2
     cache: lms.FeatureCache | None = None
+    batch_size: int = CPU_BATCH
     rule: PromptRule = field(default_factory=lambda: DEFAULT_RULE)
     models: str = lms.LITEMEDSAM
     pool_grid: int = POOL_GRID
@@ -115,7 +121,7 @@ class LiteMedSamBoxSegmenter:
                             self.dino_embedder.embedder_id, "pretrained")
 
     def features(self, slices: np.ndarray) -> Any:
-        return lms.encode_cached(self.net, slices, self.cache)
+        return lms.encode_cached(self.net, slices, self.cache, self.batch_size)
 
     def embed(self, slices: np.ndarray, progress: bool = False) -> np.ndarray:
         if self.dino_embedder is not None:

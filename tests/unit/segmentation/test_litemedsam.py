@@ -76,6 +76,20 @@ def test_box_prompt_segments_a_bright_disc(net):
     assert dice > 0.9 and float(iou[0]) > 0.5
 
 
+def test_batch_size_changes_neither_encodings_nor_masks(net):
+    """The CPU encodes one slice per pass (faster there, benchmarks/default_speed.py); a batch
+    of 3 gives the same encodings and the same masks."""
+    yy, xx = np.mgrid[:160, :160]
+    images = np.stack([np.where(((yy - 80) ** 2 + (xx - c) ** 2) < 25**2, 0.9, 0.1)
+                       for c in (50, 80, 110)]).astype(np.float32)
+    one, three = lms.encode(net, images, batch_size=1), lms.encode(net, images, batch_size=3)
+    assert torch.allclose(one, three, atol=1e-3, rtol=1e-3)
+    boxes = torch.tensor([[c - 30.0, 50.0, c + 30.0, 110.0] for c in (50, 80, 110)])
+    boxes *= lms.Frame(160, 160).scale
+    masks = [lms.decode(net, f, boxes)[0] >= 0 for f in (one, three)]
+    assert masks[0].sum() > 0 and torch.equal(masks[0], masks[1])
+
+
 def test_feature_cache_reuses_encodings(net, tmp_path):
     cache = lms.FeatureCache(tmp_path, "litemedsam:test")
     slices = np.random.default_rng(1).random((2, 64, 80)).astype(np.float32)
