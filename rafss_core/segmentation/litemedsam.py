@@ -273,6 +273,24 @@ def labels_to_frame(labels: np.ndarray) -> np.ndarray:
 
 
 MATCH_GRID = 32  # the embedding is pooled to 32 x 32 (8 frame pixels a cell) for matching
+# correlations are taken with FFTs of this size: at least MATCH_GRID + the largest template - 1,
+# so every shift of a template over the grid is distinct (no wrap-around)
+MATCH_FFT = 2 * MATCH_GRID
+
+
+def match_grid(features: torch.Tensor) -> torch.Tensor:
+    """``(256, 64, 64)`` embedding -> ``(256, 32, 32)`` unit vectors, one per matching cell."""
+    import torch.nn.functional as F
+
+    return F.normalize(F.adaptive_avg_pool2d(features.float()[None], MATCH_GRID), dim=1)[0]
+
+
+def match_spectrum(grid: torch.Tensor) -> torch.Tensor:
+    """A target's :func:`match_grid` in the frequency domain, computed once per target slice
+    and shared by every reference matched onto it."""
+    import torch
+
+    return torch.fft.rfft2(grid.double(), s=(MATCH_FFT, MATCH_FFT))
 
 
 def match_shift(target: torch.Tensor, reference: torch.Tensor, mask: np.ndarray,
@@ -282,11 +300,20 @@ def match_shift(target: torch.Tensor, reference: torch.Tensor, mask: np.ndarray,
 
     Template matching in LiteMedSAM's embedding space: the reference embedding around its
     foreground (``mask``, a frame-sized boolean map, grown by ``context`` cells) is slid over
-    the target embedding; the shift with the highest mean cosine similarity wins. Both
-    embeddings are ``(256, 64, 64)``.
+    the target embedding; the shift with the highest mean cosine similarity wins. The
+    correlation over every shift is one product of spectra (the same sums as sliding the
+    template, in float64), not a convolution per reference.
+
+    Parameters
+    ----------
+    target:
+        :func:`match_spectrum` of the target slice's :func:`match_grid`.
+    reference:
+        :func:`match_grid` of the reference slice.
+    mask:
+        The reference's annotated region in the 256 frame.
     """
     import torch
-    import torch.nn.functional as F
 
     cell = INPUT_SIZE // MATCH_GRID
     ys, xs = np.nonzero(mask)
@@ -294,16 +321,19 @@ def match_shift(target: torch.Tensor, reference: torch.Tensor, mask: np.ndarray,
         return 0, 0, 0.0
     y0, y1 = max(0, ys.min() // cell - context), min(MATCH_GRID, ys.max() // cell + 1 + context)
     x0, x1 = max(0, xs.min() // cell - context), min(MATCH_GRID, xs.max() // cell + 1 + context)
-    t = F.normalize(F.adaptive_avg_pool2d(target.float()[None], MATCH_GRID), dim=1)
-    r = F.normalize(F.adaptive_avg_pool2d(reference.float()[None], MATCH_GRID), dim=1)
-    template = r[:, :, y0:y1, x0:x1]
+    template = reference[:, y0:y1, x0:x1].double()
     th, tw = template.shape[-2:]
-    scores = F.conv2d(F.pad(t, (tw - 1, tw - 1, th - 1, th - 1)), template)[0, 0]
-    # scores[i, j]: template's top-left at (i - th + 1, j - tw + 1) in the target grid
+    spectrum = torch.fft.rfft2(template, s=(MATCH_FFT, MATCH_FFT))
+    # correlation[u, v] = sum over cells of target[p + u, q + v] . template[p, q], u and v
+    # taken modulo MATCH_FFT; the shifts that keep any overlap run from 1 - size to 31
+    correlation = torch.fft.irfft2((target * spectrum.conj()).sum(0), s=(MATCH_FFT, MATCH_FFT))
+    rows = torch.arange(1 - th, MATCH_GRID) % MATCH_FFT
+    cols = torch.arange(1 - tw, MATCH_GRID) % MATCH_FFT
+    scores = correlation[rows][:, cols]
     best = int(torch.argmax(scores))
     i, j = divmod(best, scores.shape[1])
     score = float(scores.flatten()[best]) / (th * tw)
-    return (i - th + 1 - y0) * cell, (j - tw + 1 - x0) * cell, score
+    return (i + 1 - th - y0) * cell, (j + 1 - tw - x0) * cell, score
 
 
 def shift_labels(labels: np.ndarray, dy: int, dx: int) -> np.ndarray:

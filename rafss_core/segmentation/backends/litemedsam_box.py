@@ -177,7 +177,7 @@ class LiteMedSamBoxSegmenter:
         scores = np.full((z_count, len(values)), ABSENT, dtype=np.float32)
         similarity = np.zeros(z_count, dtype=np.float32)
         vectors: list[np.ndarray] = []
-        ref_feats: dict[str, Any] = {}  # reference encodings used by this volume
+        ref_grids: dict[str, Any] = {}  # match grids of the references this volume uses
         bar = tqdm(total=z_count, desc="segment slices", unit="slice", disable=not opts.progress)
         chunk_size = opts.slice_chunk or SLICE_CHUNK
         for start in range(0, z_count, chunk_size):
@@ -191,7 +191,8 @@ class LiteMedSamBoxSegmenter:
             for local, z in enumerate(zs):
                 target = _content_key(slices[z]) if self.remember_matches else ""
                 keys = found.keys[local]
-                aligned = [self._aligned(feats[local], references.slices[key], key, ref_feats,
+                spectrum = lms.match_spectrum(lms.match_grid(feats[local]))
+                aligned = [self._aligned(spectrum, references.slices[key], key, ref_grids,
                                          target)
                            for key in keys]
                 refs = [labels for labels, _, _ in aligned[: opts.k]]  # the vote: top-k
@@ -220,7 +221,8 @@ class LiteMedSamBoxSegmenter:
                  ) -> tuple[np.ndarray, float, tuple[ReferenceSlice, int, int]]:
         """A retrieved reference's label map in the target's 256 frame, its match score and
         how it was moved; with ``rule.align`` moved to where its annotated region matches the
-        target (embedding template match). Empty references keep score 0."""
+        target (embedding template match; ``target`` is the target's match spectrum). Empty
+        references keep score 0."""
         labels = lms.labels_to_frame(ref.labels)
         if not (self.rule.align or self.rule.rerank) or not labels.any():
             return labels, 0.0, (ref, 0, 0)
@@ -228,7 +230,7 @@ class LiteMedSamBoxSegmenter:
             dy, dx, score = self._matches[(target_key, key)]
         else:
             if key not in seen:
-                seen[key] = self.features(ref.image[None])[0]
+                seen[key] = lms.match_grid(self.features(ref.image[None])[0])
             dy, dx, score = lms.match_shift(target, seen[key], labels > 0)
             if target_key:
                 self._matches[(target_key, key)] = (dy, dx, score)

@@ -114,11 +114,47 @@ def test_template_match_finds_where_the_annotated_region_moved(net):
     target_img, target_mask = scene(140, 150)
     ref_img, ref_mask = scene(108, 102)
     feats = lms.encode(net, np.stack([target_img, ref_img]))
-    dy, dx, score = lms.match_shift(feats[0], feats[1], lms.labels_to_frame(ref_mask) > 0)
+    dy, dx, score = lms.match_shift(lms.match_spectrum(lms.match_grid(feats[0])),
+                                    lms.match_grid(feats[1]), lms.labels_to_frame(ref_mask) > 0)
     assert 0.5 < score <= 1.0
     assert abs(dy - 32) <= 8 and abs(dx - 48) <= 8
     moved = lms.shift_labels(lms.labels_to_frame(ref_mask), dy, dx)
     assert (moved & target_mask).sum() / target_mask.sum() > 0.7
+
+
+def _sliding_match(target, reference, mask, context=2):
+    """The reference computation: the template slid over the zero-padded target (conv2d)."""
+    import torch.nn.functional as F
+
+    cell = lms.INPUT_SIZE // lms.MATCH_GRID
+    ys, xs = np.nonzero(mask)
+    y0, y1 = max(0, ys.min() // cell - context), min(32, ys.max() // cell + 1 + context)
+    x0, x1 = max(0, xs.min() // cell - context), min(32, xs.max() // cell + 1 + context)
+    t, r = lms.match_grid(target)[None], lms.match_grid(reference)[None]
+    template = r[:, :, y0:y1, x0:x1]
+    th, tw = template.shape[-2:]
+    scores = F.conv2d(F.pad(t, (tw - 1, tw - 1, th - 1, th - 1)), template)[0, 0]
+    i, j = divmod(int(torch.argmax(scores)), scores.shape[1])
+    return (i - th + 1 - y0) * cell, (j - tw + 1 - x0) * cell, float(scores.max()) / (th * tw)
+
+
+@pytest.mark.parametrize("box", [(100, 110, 140, 160), (0, 0, 255, 255), (0, 200, 30, 255),
+                                 (240, 0, 255, 12), (128, 128, 129, 129)])
+def test_spectral_match_equals_the_sliding_template(net, box):
+    """The FFT correlation finds the same shift and score as sliding the template, for
+    templates in the middle, at every edge, as large as the grid and of one cell."""
+    rng = np.random.default_rng(7)
+    yy, xx = np.mgrid[:256, :256]
+    target = (0.2 + 0.6 * (np.hypot(yy - 120, xx - 140) < 30) + rng.normal(0, 0.05, (256, 256)))
+    reference = (0.2 + 0.6 * (np.hypot(yy - 90, xx - 100) < 34) + rng.normal(0, 0.05, (256, 256)))
+    feats = lms.encode(net, np.stack([target, reference]).astype(np.float32))
+    mask = np.zeros((256, 256), bool)
+    mask[box[0]:box[2] + 1, box[1]:box[3] + 1] = True
+    dy, dx, score = lms.match_shift(lms.match_spectrum(lms.match_grid(feats[0])),
+                                    lms.match_grid(feats[1]), mask)
+    want = _sliding_match(feats[0], feats[1], mask)
+    assert (dy, dx) == want[:2]
+    assert score == pytest.approx(want[2], abs=1e-5)
 
 
 def test_shift_labels_moves_with_zero_fill():
