@@ -28,6 +28,9 @@ Device = Annotated[str | None, typer.Option(
 Precision = Annotated[str | None, typer.Option(
     help="auto (bf16 on a GPU, fp32 on the CPU), fp32 or bf16 (default: $RAFSS_PRECISION, "
          "else auto)")]
+Runtime = Annotated[str | None, typer.Option(
+    help="litemedsam-box runtime: auto (OpenVINO on the CPU), torch or openvino (default: "
+         "$RAFSS_RUNTIME, else auto)")]
 
 
 @app.callback()
@@ -55,15 +58,17 @@ def _settings(data_dir: Path | None, **given: Any) -> Any:
 
 def _device_settings(data_dir: Path | None, device: str | None, precision: str | None,
                      **given: Any) -> Any:
-    """:func:`_settings` whose device and precision are checked here, before models load:
-    a GPU that is not there fails with the fix, not deep inside a job."""
+    """:func:`_settings` whose device, precision and runtime are checked here, before models
+    load: a GPU or runtime that is not there fails with the fix, not deep inside a job."""
     from rafss_core.segmentation.devices import DeviceError, check_device, check_precision
+    from rafss_core.segmentation.runtimes import RuntimeChoiceError, check_runtime
 
     settings = _settings(data_dir, device=device, precision=precision, **given)
     try:
         check_device(settings.device)
         check_precision(settings.precision)
-    except DeviceError as exc:
+        check_runtime(settings.runtime)
+    except (DeviceError, RuntimeChoiceError) as exc:
         _fail(str(exc))
     return settings
 
@@ -141,6 +146,7 @@ def eval_cmd(
     json_out: Annotated[Path | None, typer.Option("--json", help="write the report here")] = None,
     device: Device = None,
     precision: Precision = None,
+    runtime: Runtime = None,
     data_dir: DataDir = None,
 ) -> None:
     """Few-shot evaluation: Dice and HD95 per label, per case in 3D."""
@@ -149,7 +155,7 @@ def eval_cmd(
 
     if baseline not in (None, *BASELINES):
         _fail(f"unknown baseline {baseline!r}; choose one of {', '.join(BASELINES)}")
-    settings = _device_settings(data_dir, device, precision)
+    settings = _device_settings(data_dir, device, precision, runtime=runtime)
     cfg = EvalConfig(data=data, refs=refs, queries=queries, k=k or settings.k,
                      backend=backend or settings.backend, models=models or settings.models,
                      context=settings.build_context(memories_dir=None, cache_dir=None),
@@ -185,6 +191,7 @@ def segment_cmd(
                                                              show_default=False)] = None,
     device: Device = None,
     precision: Precision = None,
+    runtime: Runtime = None,
     data_dir: DataDir = None,
 ) -> None:
     """Segment NIfTI volumes from annotated references; writes label maps on source geometry."""
@@ -196,7 +203,7 @@ def segment_cmd(
     if missing:
         _fail(f"input files not found: {', '.join(missing)}")
     try:
-        settings = _device_settings(data_dir, device, precision)
+        settings = _device_settings(data_dir, device, precision, runtime=runtime)
         written = segment_files(files, reference_images, reference_labels, out,
                                 models or settings.models, k or settings.k,
                                 modality.upper(),

@@ -26,6 +26,12 @@ def default_data_dir() -> Path:
     return Path(env) if env else Path.home() / ".local" / "share" / "rafss"
 
 
+def default_cache_dir() -> Path:
+    """``$XDG_CACHE_HOME/rafss`` or ``~/.cache/rafss``: what can be rebuilt from the install."""
+    env = os.environ.get("XDG_CACHE_HOME")
+    return (Path(env) if env else Path.home() / ".cache") / "rafss"
+
+
 class Settings(BaseSettings):
     """Runtime settings. Every field can be set as ``RAFSS_<FIELD>``."""
 
@@ -49,6 +55,12 @@ class Settings(BaseSettings):
     # slices per encoder batch and (slice, label) pairs per decode batch; None: 32 on a GPU,
     # 8 on the CPU. Lower it on a GPU with little memory
     batch_size: int | None = Field(None, ge=1)
+    # litemedsam-box's inference runtime: auto (OpenVINO on the CPU when installed, else
+    # torch), torch (the reference) or openvino
+    runtime: str = "auto"
+    # models converted for a runtime (OpenVINO IR), converted once per machine and shared by
+    # every data folder and process: they depend only on the checkpoint and the runtime version
+    compiled_dir: Path = Field(default_factory=lambda: default_cache_dir() / "compiled")
     # references retrieved per target slice, for tasks created without --k and `rafss segment`
     k: int = 4
     # DICOM edge
@@ -114,7 +126,8 @@ class Settings(BaseSettings):
         from rafss_core.segmentation.segmenter import BuildContext
 
         return replace(BuildContext(self.models_dir, self.device, self.precision,
-                                    self.memories_dir, self.encodings_dir, self.batch_size),
+                                    self.memories_dir, self.encodings_dir, self.batch_size,
+                                    self.runtime, self.compiled_dir),
                        **overrides)
 
     @property

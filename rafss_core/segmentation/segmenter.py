@@ -53,6 +53,8 @@ class BuildContext:
     memories_dir: Path | None = None  # SAM 2 reference memories shared by workers
     cache_dir: Path | None = None  # image-encoder outputs reused across runs (optional)
     batch_size: int | None = None  # None: by device (devices.default_batch_size)
+    runtime: str = "auto"  # LiteMedSAM's runtime: auto, torch or openvino (runtimes.py)
+    compiled_dir: Path | None = None  # converted models (OpenVINO IR), made once
 
 
 @runtime_checkable

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from rafss_core.segmentation import litemedsam as lms
+from rafss_core.segmentation.devices import resolve_precision
 from rafss_core.segmentation.intensity import intensity_models, relabel
 from rafss_core.segmentation.models import (
     DINOV2_ARCHS,
@@ -47,6 +48,7 @@ from rafss_core.segmentation.prompts import (
     ring_thickness,
 )
 from rafss_core.segmentation.retrieval import ReferenceLibrary, ReferenceSlice
+from rafss_core.segmentation.runtimes import build_runtime
 from rafss_core.segmentation.segmenter import BuildContext, SegmenterIds
 from rafss_core.segmentation.volume import IntensityProfile, Volume, normalise
 
@@ -99,7 +101,7 @@ CPU_BATCH = 1
 
 @dataclass
 class LiteMedSamBoxSegmenter:
-    net: Any
+    net: Any  # a runtime (segmentation/runtimes.py) or the torch network itself
     lite_id: str
     dino_embedder: Any | None = None  # a SliceEmbedder when retrieval uses DINOv2
     cache: lms.FeatureCache | None = None
@@ -323,6 +325,8 @@ def _refined_boxes(logits: np.ndarray, boxes: Any, margin: float) -> Any:
 
 
 def build(models: str, ctx: BuildContext) -> LiteMedSamBoxSegmenter:
+    import torch
+
     dino = parse(models)
     # LiteMedSAM is small (a TinyViT encoder) and its prompt logic works on the host: this
     # backend runs on the CPU whatever the device setting; the GPU path is sam2-memory's
@@ -331,6 +335,10 @@ def build(models: str, ctx: BuildContext) -> LiteMedSamBoxSegmenter:
         log.info("litemedsam-box runs on the CPU (device %s is used by sam2-memory)",
                  ctx.device)
     net, lite_id = lms.build_litemedsam(device=device)
+    precision = resolve_precision(ctx.precision, torch.device(device))
+    model = build_runtime(net, lms.LITEMEDSAM_SHA256, ctx.runtime, precision, device,
+                          ctx.compiled_dir)
+    log.info("litemedsam-box: %s runtime, %s", model.name, precision)
     embedder = None
     if dino is not None:
         from rafss_core.segmentation.embedder import SliceEmbedder
@@ -338,5 +346,7 @@ def build(models: str, ctx: BuildContext) -> LiteMedSamBoxSegmenter:
 
         path, digest = ModelRegistry.open(ctx.models_dir).resolve(dino)
         embedder = SliceEmbedder(build_dinov2(dino, path, device), f"{dino}:{digest[:12]}")
-    cache = lms.FeatureCache(ctx.cache_dir, lite_id) if ctx.cache_dir is not None else None
-    return LiteMedSamBoxSegmenter(net, lite_id, embedder, cache, models=models)
+    # bf16 encodings differ from fp32 ones (about 4 % relative L2): they are cached apart
+    encodings = lite_id if precision == "fp32" else f"{lite_id}|{precision}"
+    cache = lms.FeatureCache(ctx.cache_dir, encodings) if ctx.cache_dir is not None else None
+    return LiteMedSamBoxSegmenter(model, lite_id, embedder, cache, models=models)
