@@ -70,6 +70,7 @@ def main() -> None:
                 backend, models, BuildContext(Path("/nonexistent"), cache_dir=args.cache_dir))
             if hasattr(segmenters[(backend, models)], "remember_matches"):  # same results
                 segmenters[(backend, models)].remember_matches = True  # type: ignore[attr-defined]
+                segmenters[(backend, models)].cache_targets = True  # type: ignore[attr-defined]
         cfg = EvalConfig(data=args.data, refs=refs, queries=args.queries, k=k, backend=backend,
                          models=models, cache_dir=args.cache_dir,
                          baseline="label-transfer" if baseline else None, progress=False)

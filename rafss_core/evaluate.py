@@ -108,6 +108,8 @@ def run_eval(cfg: EvalConfig, segmenter: Segmenter | None = None) -> dict[str, A
         context = cfg.context or _settings_context()
         name, models = choose(cfg.backend, cfg.models, context.models_dir)
         segmenter = build_segmenter(name, models, replace(context, cache_dir=cfg.cache_dir))
+        if cfg.cache_dir is not None and hasattr(segmenter, "cache_targets"):
+            segmenter.cache_targets = True  # queries are re-run with other settings
     ids = segmenter.ids
     if ids.weights == "random":
         log.warning(RANDOM_WEIGHTS_NOTICE)

@@ -23,7 +23,6 @@ from typing import Any
 import numpy as np
 
 from rafss_core.segmentation import litemedsam as lms
-from rafss_core.segmentation.devices import resolve_precision
 from rafss_core.segmentation.intensity import intensity_models, relabel
 from rafss_core.segmentation.models import (
     DINOV2_ARCHS,
@@ -112,6 +111,10 @@ class LiteMedSamBoxSegmenter:
     # evaluations that re-run the same slices with other k or reference subsets keep the
     # template matches (they do not depend on k); off in services
     remember_matches: bool = False
+    # the encoding cache holds references (encoded once, at approval); evaluations that
+    # re-run the same targets cache those too. Off in services: a study's encodings (2 MB a
+    # slice) would pile up on disk and are never read again
+    cache_targets: bool = False
     _matches: dict[tuple[str, str], tuple[int, int, float]] = field(default_factory=dict)
 
     @property
@@ -184,7 +187,9 @@ class LiteMedSamBoxSegmenter:
         chunk_size = opts.slice_chunk or SLICE_CHUNK
         for start in range(0, z_count, chunk_size):
             zs = list(range(start, min(start + chunk_size, z_count)))
-            feats = self.features(slices[zs])
+            feats = lms.encode_cached(self.net, slices[zs],
+                                      self.cache if self.cache_targets else None,
+                                      self.batch_size)
             emb = lms.pool(feats, self.pool_grid).numpy() if embeddings is None \
                 else embeddings[zs]
             vectors.append(emb)
@@ -325,8 +330,6 @@ def _refined_boxes(logits: np.ndarray, boxes: Any, margin: float) -> Any:
 
 
 def build(models: str, ctx: BuildContext) -> LiteMedSamBoxSegmenter:
-    import torch
-
     dino = parse(models)
     # LiteMedSAM is small (a TinyViT encoder) and its prompt logic works on the host: this
     # backend runs on the CPU whatever the device setting; the GPU path is sam2-memory's
@@ -335,9 +338,9 @@ def build(models: str, ctx: BuildContext) -> LiteMedSamBoxSegmenter:
         log.info("litemedsam-box runs on the CPU (device %s is used by sam2-memory)",
                  ctx.device)
     net, lite_id = lms.build_litemedsam(device=device)
-    precision = resolve_precision(ctx.precision, torch.device(device))
-    model = build_runtime(net, lms.LITEMEDSAM_SHA256, ctx.runtime, precision, device,
+    model = build_runtime(net, lms.LITEMEDSAM_SHA256, ctx.runtime, ctx.precision, device,
                           ctx.compiled_dir)
+    precision = model.precision
     log.info("litemedsam-box: %s runtime, %s", model.name, precision)
     embedder = None
     if dino is not None:

@@ -43,6 +43,7 @@ def _scene() -> tuple[np.ndarray, torch.Tensor]:
 
 
 def test_auto_is_openvino_on_the_cpu_and_torch_elsewhere(monkeypatch):
+    """Runtime and precision resolution; refusals name the fix."""
     assert resolve_runtime("auto", "cpu") == "openvino"
     assert resolve_runtime("AUTO", "cuda:0") == "torch"
     assert resolve_runtime("torch", "cpu") == "torch"
@@ -50,6 +51,12 @@ def test_auto_is_openvino_on_the_cpu_and_torch_elsewhere(monkeypatch):
         resolve_runtime("openvino", "cuda")
     with pytest.raises(RuntimeChoiceError, match="auto, torch, openvino"):
         resolve_runtime("onnx", "cpu")
+    assert runtimes.resolve_precision("auto", "torch", "cpu") == "fp32"
+    assert runtimes.resolve_precision("fp32", "openvino", "cpu") == "fp32"
+    monkeypatch.setattr(runtimes, "native_bf16", lambda: True)
+    assert runtimes.resolve_precision("auto", "openvino", "cpu") == "bf16"
+    monkeypatch.setattr(runtimes, "native_bf16", lambda: False)
+    assert runtimes.resolve_precision("auto", "openvino", "cpu") == "fp32"
     monkeypatch.setattr(runtimes, "openvino_available", lambda: False)
     assert resolve_runtime("auto", "cpu") == "torch"
     with pytest.raises(RuntimeChoiceError, match="pip install openvino"):
@@ -96,21 +103,50 @@ def test_the_converted_model_is_saved_once_and_reused(net, compiled, openvino, m
     assert torch.allclose(lms.encode(again, images[:1]), lms.encode(openvino, images[:1]))
 
 
+def _dice(a: np.ndarray, b: np.ndarray) -> float:
+    return 2 * float((a & b).sum()) / max(1, int(a.sum() + b.sum()))
+
+
 @pytest.mark.data
 def test_segment_masks_equal_the_torch_path_on_acdc(tmp_path):
-    """The default backend on its default runtime (OpenVINO, fp32) labels a real ACDC study as
-    the torch reference does: every pixel the same but for near-ties at label borders."""
+    """The default backend labels a real ACDC study on OpenVINO fp32 as the torch reference
+    does (every pixel but near-ties at label borders), and on its default precision (bf16
+    where the CPU has it) within the Dice tolerance chosen on val."""
     volume, truth = acdc_case("patient001_frame01")
     refs = reference_slices("patient003_frame01", *acdc_case("patient003_frame01"))
-    maps, rows = {}, {}
-    for runtime in ("torch", "auto"):
+    maps, used = {}, {}
+    for runtime, precision in (("torch", "fp32"), ("openvino", "fp32"), ("auto", "auto")):
         segmenter = build_segmenter("litemedsam-box", "litemedsam",
-                                    BuildContext(tmp_path, runtime=runtime))
-        rows[runtime] = segmenter.net.name
+                                    BuildContext(tmp_path, runtime=runtime, precision=precision))
+        used[runtime] = (segmenter.net.name, segmenter.net.precision)
         library = build_library(refs, segmenter)
         maps[runtime] = segmenter.segment(volume, library, labels=[1, 2, 3],
                                           options=SegmentOptions(k=2)).array
-    assert rows == {"torch": "torch", "auto": "openvino"}
+    default = "bf16" if runtimes.native_bf16() else "fp32"
+    assert used == {"torch": ("torch", "fp32"), "openvino": ("openvino", "fp32"),
+                    "auto": ("openvino", default)}
     assert (truth > 0).any() and (maps["torch"] > 0).sum() > 1000
-    agreement = float((maps["torch"] == maps["auto"]).mean())
+    agreement = float((maps["torch"] == maps["openvino"]).mean())
     assert agreement > 0.9995, agreement
+    for label in (1, 2, 3):
+        assert _dice(maps["auto"] == label, maps["torch"] == label) > 0.95, label
+
+
+@pytest.mark.data
+def test_services_cache_reference_encodings_not_the_studies(tmp_path):
+    """The encoding cache holds what approval encoded (the references); a study segmented in
+    the service leaves nothing behind, while an evaluation (``cache_targets``) keeps its
+    queries for the next run."""
+    refs = reference_slices("patient003_frame01", *acdc_case("patient003_frame01"))
+    volume, _ = acdc_case("patient001_frame01")
+    segmenter = build_segmenter("litemedsam-box", "litemedsam",
+                                BuildContext(tmp_path, cache_dir=tmp_path / "encodings"))
+    library = build_library(refs, segmenter)
+    assert segmenter.prepare(refs, [1, 2, 3]) == len(refs)
+    encoded = len(list((tmp_path / "encodings").rglob("*.npy")))
+    assert encoded == len(refs)
+    segmenter.segment(volume, library, labels=[1, 2, 3], options=SegmentOptions(k=2))
+    assert len(list((tmp_path / "encodings").rglob("*.npy"))) == encoded
+    segmenter.cache_targets = True
+    segmenter.segment(volume, library, labels=[1, 2, 3], options=SegmentOptions(k=2))
+    assert len(list((tmp_path / "encodings").rglob("*.npy"))) == encoded + volume.num_slices
