@@ -72,6 +72,7 @@ def stage_timer() -> Iterator[dict[str, float]]:
     spent: dict[str, float] = defaultdict(float)
     patches = [(lms, "encode", "encode"), (lms, "match_shift", "align"),
                (lms, "match_spectrum", "align"), (lms, "match_grid", "align"),
+               (lms, "match_template", "align"),
                (lms, "decode", "decode"), (box, "_merge", "merge"),
                (box, "relabel", "intensity"), (box, "intensity_models", "intensity"),
                (retrieval.ExactIndex, "search", "retrieve")]

@@ -26,8 +26,8 @@ Models = Annotated[str | None, typer.Option(
 Device = Annotated[str | None, typer.Option(
     help="cpu, cuda or cuda:N (default: $RAFSS_DEVICE, else cpu)")]
 Precision = Annotated[str | None, typer.Option(
-    help="auto (bf16 on a GPU, fp32 on the CPU), fp32 or bf16 (default: $RAFSS_PRECISION, "
-         "else auto)")]
+    help="auto (bf16 on a GPU and for litemedsam-box under OpenVINO on a CPU with native "
+         "bf16, else fp32), fp32 or bf16 (default: $RAFSS_PRECISION, else auto)")]
 Runtime = Annotated[str | None, typer.Option(
     help="litemedsam-box runtime: auto (OpenVINO on the CPU), torch or openvino (default: "
          "$RAFSS_RUNTIME, else auto)")]

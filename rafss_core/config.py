@@ -50,7 +50,8 @@ class Settings(BaseSettings):
     models: str | None = None
     # cpu, cuda (the current GPU) or cuda:N; a worker process pins the one GPU it is given
     device: str = "cpu"
-    # auto (bf16 autocast on a GPU, fp32 on the CPU), fp32 or bf16
+    # auto (bf16 autocast on a GPU; on the CPU fp32, but bf16 for litemedsam-box under
+    # OpenVINO where the CPU has native bf16), fp32 or bf16
     precision: str = "auto"
     # slices per encoder batch and (slice, label) pairs per decode batch; None: 32 on a GPU,
     # 8 on the CPU. Lower it on a GPU with little memory

@@ -293,47 +293,67 @@ def match_spectrum(grid: torch.Tensor) -> torch.Tensor:
     return torch.fft.rfft2(grid.double(), s=(MATCH_FFT, MATCH_FFT))
 
 
-def match_shift(target: torch.Tensor, reference: torch.Tensor, mask: np.ndarray,
-                context: int = 2) -> tuple[int, int, float]:
-    """Where the reference's annotated region sits in the target, as a ``(dy, dx)`` shift in
-    frame pixels, and how well it matches there (mean cosine similarity).
+@dataclass(frozen=True)
+class MatchTemplate:
+    """A reference's embedding around its annotated region, ready to be slid over targets:
+    the conjugate spectrum of the crop and where the crop sits in the reference's grid."""
 
-    Template matching in LiteMedSAM's embedding space: the reference embedding around its
-    foreground (``mask``, a frame-sized boolean map, grown by ``context`` cells) is slid over
-    the target embedding; the shift with the highest mean cosine similarity wins. The
-    correlation over every shift is one product of spectra (the same sums as sliding the
-    template, in float64), not a convolution per reference.
+    spectrum: torch.Tensor  # (256, MATCH_FFT, MATCH_FFT // 2 + 1), complex128
+    top: int
+    left: int
+    height: int
+    width: int
 
-    Parameters
-    ----------
-    target:
-        :func:`match_spectrum` of the target slice's :func:`match_grid`.
-    reference:
-        :func:`match_grid` of the reference slice.
-    mask:
-        The reference's annotated region in the 256 frame.
-    """
+
+def match_template(reference: torch.Tensor, mask: np.ndarray,
+                   context: int = 2) -> MatchTemplate | None:
+    """The template of a reference: its :func:`match_grid` cells around ``mask`` (its
+    annotated region in the 256 frame), grown by ``context`` cells; None for an empty mask.
+    Computed once per reference and reused for every target slice it is matched onto."""
     import torch
 
     cell = INPUT_SIZE // MATCH_GRID
     ys, xs = np.nonzero(mask)
     if len(ys) == 0:
-        return 0, 0, 0.0
+        return None
     y0, y1 = max(0, ys.min() // cell - context), min(MATCH_GRID, ys.max() // cell + 1 + context)
     x0, x1 = max(0, xs.min() // cell - context), min(MATCH_GRID, xs.max() // cell + 1 + context)
-    template = reference[:, y0:y1, x0:x1].double()
-    th, tw = template.shape[-2:]
-    spectrum = torch.fft.rfft2(template, s=(MATCH_FFT, MATCH_FFT))
+    crop = reference[:, y0:y1, x0:x1].double()
+    spectrum = torch.fft.rfft2(crop, s=(MATCH_FFT, MATCH_FFT)).conj()
+    return MatchTemplate(spectrum, int(y0), int(x0), int(y1 - y0), int(x1 - x0))
+
+
+def match_shift(target: torch.Tensor, template: MatchTemplate) -> tuple[int, int, float]:
+    """Where the template's region sits in the target, as a ``(dy, dx)`` shift in frame
+    pixels, and how well it matches there (mean cosine similarity).
+
+    Template matching in LiteMedSAM's embedding space: the template is slid over the target
+    embedding and the shift with the highest mean cosine similarity wins. The correlation over
+    every shift is one product of spectra (the same sums as sliding the template, in float64),
+    not a convolution per reference.
+
+    Parameters
+    ----------
+    target:
+        :func:`match_spectrum` of the target slice's :func:`match_grid`.
+    template:
+        :func:`match_template` of the reference slice.
+    """
+    import torch
+
+    cell = INPUT_SIZE // MATCH_GRID
+    th, tw = template.height, template.width
     # correlation[u, v] = sum over cells of target[p + u, q + v] . template[p, q], u and v
     # taken modulo MATCH_FFT; the shifts that keep any overlap run from 1 - size to 31
-    correlation = torch.fft.irfft2((target * spectrum.conj()).sum(0), s=(MATCH_FFT, MATCH_FFT))
+    correlation = torch.fft.irfft2(torch.einsum("chw,chw->hw", target, template.spectrum),
+                                   s=(MATCH_FFT, MATCH_FFT))
     rows = torch.arange(1 - th, MATCH_GRID) % MATCH_FFT
     cols = torch.arange(1 - tw, MATCH_GRID) % MATCH_FFT
     scores = correlation[rows][:, cols]
     best = int(torch.argmax(scores))
     i, j = divmod(best, scores.shape[1])
     score = float(scores.flatten()[best]) / (th * tw)
-    return (i + 1 - th - y0) * cell, (j + 1 - tw - x0) * cell, score
+    return (i + 1 - th - template.top) * cell, (j + 1 - tw - template.left) * cell, score
 
 
 def shift_labels(labels: np.ndarray, dy: int, dx: int) -> np.ndarray:

@@ -63,9 +63,19 @@ def resample_nearest(labels: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 
 
 def filled(mask: np.ndarray) -> np.ndarray:
+    """``mask`` with its holes filled. Only its bounding box (and a one-pixel border) is
+    searched: everything outside it is background connected to the image edge, so the result
+    is the same as filling the whole image."""
     from scipy.ndimage import binary_fill_holes
 
-    return binary_fill_holes(mask)
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    if len(rows) == 0:
+        return np.zeros(mask.shape, dtype=bool)
+    y0, y1 = max(0, rows[0] - 1), min(mask.shape[0], rows[-1] + 2)
+    x0, x1 = max(0, cols[0] - 1), min(mask.shape[1], cols[-1] + 2)
+    out = np.zeros(mask.shape, dtype=bool)
+    out[y0:y1, x0:x1] = binary_fill_holes(mask[y0:y1, x0:x1])
+    return out
 
 
 def enclosures(reference_labels: Sequence[np.ndarray], values: Sequence[int],

@@ -169,7 +169,8 @@ class OpenVinoRuntime:
     def image_encoder(self, frames: torch.Tensor) -> torch.Tensor:
         import torch
 
-        out = [torch.from_numpy(self._encode.infer({0: f[None].numpy()})[0].copy())
+        out = [torch.from_numpy(self._encode.infer({0: f[None].contiguous().numpy()},
+                                                   share_inputs=True)[0].copy())
                for f in frames.float()]
         return torch.cat(out)
 
@@ -186,7 +187,7 @@ class OpenVinoRuntime:
         result = self._decode.infer({
             0: image_embeddings.float().contiguous().numpy(), 1: image_pe.float().numpy(),
             2: sparse_prompt_embeddings.float().numpy(),
-            3: dense_prompt_embeddings.float().contiguous().numpy()})
+            3: dense_prompt_embeddings.float().contiguous().numpy()}, share_inputs=True)
         return torch.from_numpy(result[0].copy()), torch.from_numpy(result[1].copy())
 
 

@@ -182,7 +182,7 @@ class LiteMedSamBoxSegmenter:
         scores = np.full((z_count, len(values)), ABSENT, dtype=np.float32)
         similarity = np.zeros(z_count, dtype=np.float32)
         vectors: list[np.ndarray] = []
-        ref_grids: dict[str, Any] = {}  # match grids of the references this volume uses
+        ref_grids: dict[str, Any] = {}  # match templates of the references this volume uses
         bar = tqdm(total=z_count, desc="segment slices", unit="slice", disable=not opts.progress)
         chunk_size = opts.slice_chunk or SLICE_CHUNK
         for start in range(0, z_count, chunk_size):
@@ -237,8 +237,9 @@ class LiteMedSamBoxSegmenter:
             dy, dx, score = self._matches[(target_key, key)]
         else:
             if key not in seen:
-                seen[key] = lms.match_grid(self.features(ref.image[None])[0])
-            dy, dx, score = lms.match_shift(target, seen[key], labels > 0)
+                seen[key] = lms.match_template(lms.match_grid(self.features(ref.image[None])[0]),
+                                               labels > 0)
+            dy, dx, score = lms.match_shift(target, seen[key])
             if target_key:
                 self._matches[(target_key, key)] = (dy, dx, score)
         if not self.rule.align:

@@ -114,8 +114,8 @@ def test_template_match_finds_where_the_annotated_region_moved(net):
     target_img, target_mask = scene(140, 150)
     ref_img, ref_mask = scene(108, 102)
     feats = lms.encode(net, np.stack([target_img, ref_img]))
-    dy, dx, score = lms.match_shift(lms.match_spectrum(lms.match_grid(feats[0])),
-                                    lms.match_grid(feats[1]), lms.labels_to_frame(ref_mask) > 0)
+    template = lms.match_template(lms.match_grid(feats[1]), lms.labels_to_frame(ref_mask) > 0)
+    dy, dx, score = lms.match_shift(lms.match_spectrum(lms.match_grid(feats[0])), template)
     assert 0.5 < score <= 1.0
     assert abs(dy - 32) <= 8 and abs(dx - 48) <= 8
     moved = lms.shift_labels(lms.labels_to_frame(ref_mask), dy, dx)
@@ -151,7 +151,7 @@ def test_spectral_match_equals_the_sliding_template(net, box):
     mask = np.zeros((256, 256), bool)
     mask[box[0]:box[2] + 1, box[1]:box[3] + 1] = True
     dy, dx, score = lms.match_shift(lms.match_spectrum(lms.match_grid(feats[0])),
-                                    lms.match_grid(feats[1]), mask)
+                                    lms.match_template(lms.match_grid(feats[1]), mask))
     want = _sliding_match(feats[0], feats[1], mask)
     assert (dy, dx) == want[:2]
     assert score == pytest.approx(want[2], abs=1e-5)

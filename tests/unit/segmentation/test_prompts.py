@@ -73,3 +73,22 @@ def test_resample_nearest_maps_label_maps_between_grids():
     lab[:2, :2] = 1
     out = resample_nearest(lab, (8, 8))
     assert out.shape == (8, 8) and out[:4, :4].all() and not out[4:, 4:].any()
+
+
+def test_filled_equals_filling_the_whole_image():
+    """Filling only the bounding box gives scipy's whole-image result: rings with holes,
+    masks touching the image edge, a hole open to the box's border, nothing at all."""
+    from scipy.ndimage import binary_fill_holes
+
+    from rafss_core.segmentation.prompts import filled
+
+    yy, xx = np.mgrid[:64, :80]
+    ring = np.abs(np.hypot(yy - 30, xx - 40) - 12) < 3
+    edge = np.abs(np.hypot(yy - 5, xx - 2) - 8) < 2  # cut by the top-left corner
+    c_shape = ring & ~((yy > 28) & (yy < 33) & (xx > 45))  # its hole opens to the outside
+    rng = np.random.default_rng(0)
+    cases = [ring, edge, c_shape, ring | edge, rng.random((64, 80)) > 0.6,
+             np.zeros((64, 80), bool)]
+    for mask in cases:
+        assert np.array_equal(filled(mask), binary_fill_holes(mask))
+    assert filled(ring).sum() > ring.sum()  # the hole is filled
