@@ -22,7 +22,7 @@ from rafss_core.segmentation.prompts import PromptRule
 from rafss_core.segmentation.segmenter import BuildContext
 
 DEFAULT = PromptRule()
-BASE = replace(DEFAULT, intensity=0.0)  # the rules before the intensity model
+BASE = replace(DEFAULT, intensity=0.0, margin=0.05)  # the rules before the intensity model
 CANDIDATES: dict[str, PromptRule] = {
     "prototype: top-1 box, 5 px margin": replace(BASE, box_from="top1", margin=5 / 256,
                                                  nesting=False, align=False, rerank=0,
@@ -37,7 +37,7 @@ CANDIDATES: dict[str, PromptRule] = {
     "+ aligned + nesting (thickness) + rerank 16": replace(BASE, dense_prior=False),
     "+ dense prior": BASE,
     "+ intensity model, weight 0.5": replace(BASE, intensity=0.5),
-    "+ intensity model, weight 0.75 (default)": DEFAULT,
+    "+ intensity model, weight 0.75": replace(DEFAULT, margin=0.05),
     "+ intensity model, weight 1": replace(BASE, intensity=1.0),
     "+ intensity model, weight 2": replace(BASE, intensity=2.0),
     "default + refine": replace(BASE, refine=True),
@@ -46,6 +46,11 @@ CANDIDATES: dict[str, PromptRule] = {
     "default, presence 0.25": replace(BASE, presence=0.25),
     "default, presence 0.75": replace(BASE, presence=0.75),
     "default, top-1 box": replace(BASE, box_from="top1"),
+    "margin 0": replace(DEFAULT, margin=0.0),
+    "margin 0.01": replace(DEFAULT, margin=0.01),
+    "margin 0.02 (default)": DEFAULT,
+    "margin 0.03": replace(DEFAULT, margin=0.03),
+    "margin 0.05": replace(DEFAULT, margin=0.05),
 }
 GRIDS = {"retrieval: global mean (256 d)": 1, "retrieval: 4 x 4 pooling (4096 d)": 4}
 
