@@ -43,6 +43,7 @@ from rafss_core.segmentation.prompts import (
     box_of,
     enclosures,
     grown_ring,
+    keep_components,
     label_prompt,
     ring_thickness,
 )
@@ -217,6 +218,10 @@ class LiteMedSamBoxSegmenter:
                     if models is not None:
                         label_map[z] = relabel(slices[z], label_map[z], values, models,
                                                self.rule.intensity)
+                if self.rule.components and label_map[z].any():
+                    label_map[z] = keep_components(
+                        label_map[z], [references.slices[key].labels for key in keys[: opts.k]],
+                        values)
             bar.update(len(zs))
         bar.close()
         names = {v: (label_names or {}).get(v, str(v)) for v in values}

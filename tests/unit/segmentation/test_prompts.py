@@ -92,3 +92,29 @@ def test_filled_equals_filling_the_whole_image():
     for mask in cases:
         assert np.array_equal(filled(mask), binary_fill_holes(mask))
     assert filled(ring).sum() > ring.sum()  # the hole is filled
+
+
+def test_keep_components_drops_islands_the_references_do_not_have():
+    """A label that is one blob in every reference keeps only its largest component; a label
+    that a reference shows in two pieces keeps two; an unheld label is left alone."""
+    from rafss_core.segmentation.prompts import keep_components
+
+    pred = np.zeros((40, 40), np.uint16)
+    pred[5:15, 5:15] = 1  # the structure
+    pred[30:33, 30:33] = 1  # a stray island
+    pred[20:24, 2:6] = 2
+    pred[20:26, 30:36] = 2  # label 2 in two pieces, as in the second reference
+    pred[0:2, 38:40] = 3  # no reference holds label 3
+    one = np.zeros((40, 40), np.uint16)
+    one[6:14, 6:14] = 1
+    two = one.copy()
+    two[20:24, 2:6] = 2
+    two[20:26, 30:36] = 2
+    kept = keep_components(pred, [one, two], [1, 2, 3])
+    assert (kept == 1).sum() == 100 and kept[31, 31] == 0
+    assert (kept == 2).sum() == (pred == 2).sum()
+    assert (kept == 3).sum() == 4
+    single = one.copy()
+    single[20:26, 30:36] = 2  # label 2 in one piece in every reference
+    kept = keep_components(pred, [single, single], [2])
+    assert (kept == 2).sum() == 36 and kept[21, 3] == 0  # the larger piece stays
