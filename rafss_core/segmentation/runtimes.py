@@ -243,8 +243,9 @@ def _ir(net: Any, digest: str, compiled_dir: Path | None) -> tuple[Any, Any]:
 
     name = f"litemedsam-{digest[:12]}-openvino-{ov.__version__.split('-')[0]}"
     folder = compiled_dir / name if compiled_dir is not None else None
+    saved = folder is not None and (folder / "decoder.xml").exists()
     if name not in _CONVERTED:
-        if folder is not None and (folder / "decoder.xml").exists():
+        if saved:
             core = ov.Core()
             _CONVERTED[name] = (core.read_model(folder / "encoder.xml"),
                                 core.read_model(folder / "decoder.xml"))
@@ -253,12 +254,12 @@ def _ir(net: Any, digest: str, compiled_dir: Path | None) -> tuple[Any, Any]:
                       unit="model") as bar:
                 _CONVERTED[name] = _convert(net)
                 bar.update()
-            if folder is not None:
-                try:
-                    _save(_CONVERTED[name], folder)
-                except OSError as exc:  # a read-only folder: this process keeps its copy
-                    log.warning("cannot save the OpenVINO model under %s (%s); it is "
-                                "converted again in each new process", folder.parent, exc)
+    if folder is not None and not saved:
+        try:
+            _save(_CONVERTED[name], folder)
+        except OSError as exc:  # a read-only folder: this process keeps its copy
+            log.warning("cannot save the OpenVINO model under %s (%s); it is converted "
+                        "again in each new process", folder.parent, exc)
     return _CONVERTED[name]
 
 
