@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import shutil
 import tempfile
+import threading
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -156,8 +157,13 @@ class OpenVinoRuntime:
     name: str = "openvino"
 
     def __post_init__(self) -> None:
-        self._encode = self.encoder.create_infer_request()
-        self._decode = self.decoder.create_infer_request()
+        self._local = threading.local()  # an infer request is not thread-safe: one a thread
+
+    def _request(self, model: Any) -> Any:
+        requests = self._local.__dict__.setdefault("requests", {})
+        if id(model) not in requests:
+            requests[id(model)] = model.create_infer_request()
+        return requests[id(model)]
 
     @property
     def prompt_encoder(self) -> Any:
@@ -169,7 +175,7 @@ class OpenVinoRuntime:
     def image_encoder(self, frames: torch.Tensor) -> torch.Tensor:
         import torch
 
-        out = [torch.from_numpy(self._encode.infer({0: f[None].contiguous().numpy()},
+        out = [torch.from_numpy(self._request(self.encoder).infer({0: f[None].contiguous().numpy()},
                                                    share_inputs=True)[0].copy())
                for f in frames.float()]
         return torch.cat(out)
@@ -184,7 +190,7 @@ class OpenVinoRuntime:
             raise ValueError("the OpenVINO decoder is compiled for single-mask output")
         # compiled for one image embedding per prompt (SAM repeats a single one itself)
         image_embeddings = image_embeddings.expand(len(sparse_prompt_embeddings), -1, -1, -1)
-        result = self._decode.infer({
+        result = self._request(self.decoder).infer({
             0: image_embeddings.float().contiguous().numpy(), 1: image_pe.float().numpy(),
             2: sparse_prompt_embeddings.float().numpy(),
             3: dense_prompt_embeddings.float().contiguous().numpy()}, share_inputs=True)
